@@ -1,0 +1,282 @@
+"""Named adversarial attacks, backed by advertorch.
+
+Every attack is built by :func:`get_attack` from a registry name with explicit
+parameters (advertorch's own defaults are tuned for MNIST: eps=0.3, 40 steps), and
+run through :func:`perturb`, which owns the bookkeeping that advertorch leaves to
+the caller: the model is put in eval mode with its parameters frozen for the
+duration of the attack (so no attack gradient accumulates in ``.grad`` and none can
+leak into a weight update), the caller's input tensor is never modified, and the
+model's train/eval mode and ``requires_grad`` flags are restored afterwards.
+
+Attacks must see **logits**: pass the network (a skorch net's ``module_``), never a
+function returning probabilities.
+"""
+import contextlib
+import numbers
+
+import torch
+from torch import nn
+
+from ._compat import import_advertorch_attacks
+
+_adv = import_advertorch_attacks()
+from advertorch.loss import CWLoss  # noqa: E402  (after the compat shim)
+
+__all__ = ["available_attacks", "get_attack", "perturb", "attack_mode", "EpsBoundedCW"]
+
+
+class EpsBoundedCW(_adv.Attack, _adv.LabelMixin):
+    """Carlini-Wagner L2 attack that only counts perturbations of L2 norm <= ``eps``.
+
+    CW is a minimum-norm attack: it searches for the smallest perturbation that
+    flips the label, with no budget. To report accuracy at a budget ``eps`` (as for
+    every other attack), an adversarial example whose perturbation is larger than
+    ``eps`` is replaced by the clean input. The number of classes is read from the
+    model's output, so the attack needs no ``num_classes`` argument.
+
+    Parameters
+    ----------
+    predict : callable
+        The model, returning logits.
+    eps : float
+        L2 budget; ``float('inf')`` keeps every perturbation CW finds.
+    clip_min, clip_max : float
+        Input range.
+    **cw_params
+        Passed to :class:`advertorch.attacks.CarliniWagnerL2Attack`
+        (``confidence``, ``learning_rate``, ``binary_search_steps``, ``max_iterations``,
+        ``abort_early``, ``initial_const``, ``targeted``).
+    """
+
+    def __init__(self, predict, eps, clip_min=0.0, clip_max=1.0, **cw_params):
+        super().__init__(predict, None, clip_min, clip_max)
+        self.eps = float(eps)
+        self.targeted = bool(cw_params.get("targeted", False))
+        self.cw_params = cw_params
+
+    def perturb(self, x, y=None):
+        x, y = self._verify_and_process_inputs(x, y)
+        with torch.no_grad():
+            num_classes = self.predict(x[:1]).shape[1]
+        cw = _adv.CarliniWagnerL2Attack(
+            self.predict, num_classes, clip_min=self.clip_min, clip_max=self.clip_max, **self.cw_params
+        )
+        x_adv = cw.perturb(x, y)
+        too_far = (x_adv - x).flatten(1).norm(dim=1) > self.eps
+        x_adv[too_far] = x[too_far]
+        return x_adv
+
+    def __repr__(self):
+        params = ", ".join(f"{k}={v!r}" for k, v in sorted(self.cw_params.items()))
+        return f"EpsBoundedCW(eps={self.eps}, clip_min={self.clip_min}, clip_max={self.clip_max}, {params})"
+
+
+def _iterative(cls, norm, step_factor, **fixed):
+    """Spec for an iterative attack whose step size defaults to ``step_factor * eps / nb_iter``."""
+
+    def build(model, eps, clip_min, clip_max, params):
+        params = dict(params)
+        params.setdefault("eps_iter", step_factor * eps / params["nb_iter"])
+        return cls(model, eps=eps, clip_min=clip_min, clip_max=clip_max, **fixed, **params)
+
+    return build, norm
+
+
+def _fgsm(model, eps, clip_min, clip_max, params):
+    return _adv.GradientSignAttack(model, eps=eps, clip_min=clip_min, clip_max=clip_max, **params)
+
+
+def _cw(model, eps, clip_min, clip_max, params):
+    return EpsBoundedCW(model, eps=eps, clip_min=clip_min, clip_max=clip_max, **params)
+
+
+def _spsa(model, eps, clip_min, clip_max, params):
+    params = dict(params)
+    params.setdefault("lr", 2.5 * eps / params["nb_iter"])
+    return _adv.LinfSPSAAttack(model, eps=eps, clip_min=clip_min, clip_max=clip_max, **params)
+
+
+# name -> (builder, norm, default eps, default parameters, allowed extra parameters, summary)
+_REGISTRY = {
+    "fgsm": (_fgsm, "linf", 0.1, {}, {"loss_fn", "targeted"},
+             "Fast gradient sign method, one step (Goodfellow et al., 2015)."),
+    "pgd": (*_iterative(_adv.LinfPGDAttack, "linf", 2.5), 0.1,
+            {"nb_iter": 10, "rand_init": True}, {"eps_iter", "loss_fn", "targeted"},
+            "L-inf projected gradient descent with random start (Madry et al., 2018); "
+            "eps_iter defaults to 2.5 * eps / nb_iter."),
+    "pgd_l2": (*_iterative(_adv.L2PGDAttack, "l2", 2.5), 1.0,
+               {"nb_iter": 10, "rand_init": True}, {"eps_iter", "loss_fn", "targeted"},
+               "L2 projected gradient descent with random start; eps is an L2 radius."),
+    "bim": (*_iterative(_adv.LinfBasicIterativeAttack, "linf", 2.5), 0.1,
+            {"nb_iter": 10}, {"eps_iter", "loss_fn", "targeted"},
+            "Basic iterative method, PGD without random start (Kurakin et al., 2017)."),
+    "mim": (*_iterative(_adv.MomentumIterativeAttack, "linf", 1.0), 0.1,
+            {"nb_iter": 10, "decay_factor": 1.0}, {"eps_iter", "loss_fn", "targeted"},
+            "Momentum iterative method (Dong et al., 2018); eps_iter defaults to eps / nb_iter."),
+    "cw": (_cw, "l2", 1.0,
+           {"max_iterations": 100, "binary_search_steps": 5, "learning_rate": 0.01,
+            "initial_const": 0.01, "confidence": 0.0},
+           {"abort_early", "targeted"},
+           "Carlini-Wagner L2 (2017); examples whose perturbation exceeds the L2 radius eps "
+           "are counted as clean."),
+    "cw_linf": (*_iterative(_adv.LinfPGDAttack, "linf", 2.5, loss_fn=CWLoss(reduction="sum")), 0.1,
+                {"nb_iter": 10, "rand_init": True}, {"eps_iter", "targeted"},
+                "L-inf PGD on the Carlini-Wagner margin loss (the 'CW-inf' of robust "
+                "distillation papers)."),
+    "spsa": (_spsa, "linf", 0.1,
+             {"nb_iter": 10, "nb_sample": 64, "max_batch_size": 64, "delta": 0.01},
+             {"lr", "loss_fn", "targeted"},
+             "Gradient-free SPSA (Uesato et al., 2018), a check against gradient masking; Adam's "
+             "lr defaults to 2.5 * eps / nb_iter."),
+}
+
+
+def available_attacks():
+    """Return the registry: a dict mapping each attack name to its description.
+
+    Returns
+    -------
+    dict
+        ``{name: {"norm": "linf" | "l2", "eps": default eps, "params": default
+        parameters, "description": str}}``.
+
+    Examples
+    --------
+    >>> from robustkd.attacks import available_attacks
+    >>> sorted(available_attacks())
+    ['bim', 'cw', 'cw_linf', 'fgsm', 'mim', 'pgd', 'pgd_l2', 'spsa']
+    """
+    return {
+        name: {"norm": norm, "eps": eps, "params": dict(defaults), "description": doc}
+        for name, (_, norm, eps, defaults, _, doc) in _REGISTRY.items()
+    }
+
+
+def check_eps(eps, name="eps"):
+    """Return ``eps`` as a float after checking it is a finite number >= 0."""
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
+        raise TypeError(f"{name} must be a non-negative number; got {name}={eps!r}")
+    eps = float(eps)
+    if not eps >= 0 or eps == float("inf"):
+        raise ValueError(f"{name} must be a finite number >= 0; got {name}={eps!r}")
+    return eps
+
+
+def get_attack(attack, model, *, eps=None, clip_min=0.0, clip_max=1.0, **params):
+    """Build a ready-to-run attack on ``model``.
+
+    Parameters
+    ----------
+    attack : str or advertorch.attacks.Attack
+        A registry name (see :func:`available_attacks`) or an advertorch attack,
+        which is returned as is (it already carries its model and budget).
+    model : torch.nn.Module or callable
+        The model to attack. It must return **logits**.
+    eps : float, optional
+        Perturbation budget (L-inf, or L2 for ``pgd_l2`` and ``cw``). Defaults to the
+        registry's value for the attack.
+    clip_min, clip_max : float, default=0.0, 1.0
+        Range of valid inputs; adversarial examples are clamped to it.
+    **params
+        Overrides of the attack's parameters, with advertorch's names
+        (``nb_iter``, ``eps_iter``, ``rand_init``, ``decay_factor``, ...).
+
+    Returns
+    -------
+    advertorch.attacks.Attack
+
+    Raises
+    ------
+    ValueError
+        Unknown attack name, negative eps, ``clip_min >= clip_max``, or parameters
+        given together with an attack instance.
+    TypeError
+        A parameter the attack does not take.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from robustkd.attacks import get_attack
+    >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    >>> pgd = get_attack("pgd", model, eps=0.1, nb_iter=5)
+    >>> pgd.eps, pgd.nb_iter, round(pgd.eps_iter, 3)
+    (0.1, 5, 0.05)
+    """
+    if isinstance(attack, _adv.Attack):
+        if eps is not None or params:
+            raise ValueError(
+                "eps and attack parameters cannot be applied to an attack instance "
+                f"({type(attack).__name__}); build the instance with them, or pass a name "
+                f"from {sorted(_REGISTRY)}"
+            )
+        return attack
+    if not isinstance(attack, str):
+        raise TypeError(
+            f"attack must be a name from {sorted(_REGISTRY)} or an advertorch Attack; "
+            f"got attack={attack!r} of type {type(attack).__name__}"
+        )
+    if attack not in _REGISTRY:
+        raise ValueError(f"Unknown attack {attack!r}; known attacks are {sorted(_REGISTRY)}")
+    if not callable(model):
+        raise TypeError(f"model must be a callable returning logits; got {type(model).__name__}")
+    build, _, default_eps, defaults, extra, _ = _REGISTRY[attack]
+    eps = default_eps if eps is None else check_eps(eps)
+    if not float(clip_min) < float(clip_max):
+        raise ValueError(f"clip_min must be < clip_max; got clip_min={clip_min}, clip_max={clip_max}")
+    unknown = set(params) - set(defaults) - extra
+    if unknown:
+        raise TypeError(
+            f"Attack {attack!r} got unexpected parameter(s) {sorted(unknown)}; "
+            f"it takes {sorted(set(defaults) | extra)}"
+        )
+    merged = {**defaults, **params}
+    if "nb_iter" in merged and (not isinstance(merged["nb_iter"], numbers.Integral) or merged["nb_iter"] < 1):
+        raise ValueError(f"nb_iter must be an integer >= 1; got nb_iter={merged['nb_iter']!r}")
+    return build(model, eps, float(clip_min), float(clip_max), merged)
+
+
+@contextlib.contextmanager
+def attack_mode(module):
+    """Context in which ``module`` is in eval mode with frozen parameters.
+
+    On exit, each submodule's ``training`` flag and each parameter's
+    ``requires_grad`` are restored to what they were, even after an error.
+    Objects that are not :class:`torch.nn.Module` are left alone.
+    """
+    if not isinstance(module, nn.Module):
+        yield module
+        return
+    modes = [(m, m.training) for m in module.modules()]
+    grads = [(p, p.requires_grad) for p in module.parameters()]
+    module.eval()
+    for p, _ in grads:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for m, training in modes:
+            m.training = training
+        for p, flag in grads:
+            p.requires_grad_(flag)
+
+
+def perturb(attack, x, y):
+    """Run ``attack`` on ``(x, y)`` and return detached adversarial examples.
+
+    The attacked model (``attack.predict``) runs in eval mode with frozen
+    parameters (see :func:`attack_mode`); ``x`` and ``y`` are not modified.
+
+    Parameters
+    ----------
+    attack : advertorch.attacks.Attack
+    x : torch.Tensor of shape (n_samples, ...)
+    y : torch.Tensor of shape (n_samples,)
+
+    Returns
+    -------
+    torch.Tensor
+        Adversarial examples, same shape and device as ``x``.
+    """
+    with attack_mode(getattr(attack, "predict", None)), torch.enable_grad():
+        x_adv = attack.perturb(x.detach().clone(), y.detach().clone())
+    return x_adv.detach()

@@ -1,0 +1,51 @@
+"""Shared fixtures: seeded RNGs, the digits split, and a standard net fitted once per session."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+SHARED_DATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """Digits as images, split 70/30 with a fixed seed: (X_train, X_test, y_train, y_test)."""
+    from sklearn.model_selection import train_test_split
+
+    from robustkd.datasets import load_digits_images
+
+    X, y = load_digits_images()
+    return train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+
+
+def make_net(**kwargs):
+    from skorch import NeuralNetClassifier
+
+    from robustkd.models import SmallCNN
+
+    params = dict(module__input_shape=(1, 8, 8), criterion=torch.nn.CrossEntropyLoss, optimizer=torch.optim.Adam,
+                  lr=1e-3, max_epochs=15, batch_size=64, train_split=None, verbose=0)
+    params.update(kwargs)
+    return NeuralNetClassifier(SmallCNN, **params)
+
+
+@pytest.fixture(scope="session")
+def standard_net(digits):
+    """A standard (not adversarially trained) SmallCNN fitted on the digits training split."""
+    X_train, _, y_train, _ = digits
+    torch.manual_seed(0)
+    return make_net().fit(X_train, y_train)
+
+
+@pytest.fixture(scope="session")
+def fashion_home():
+    if not os.path.isdir(os.path.join(SHARED_DATA, "FashionMNIST", "raw")):
+        pytest.skip(f"Fashion-MNIST is not in {SHARED_DATA}/FashionMNIST/raw (tests never download)")
+    return SHARED_DATA
