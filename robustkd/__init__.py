@@ -4,13 +4,18 @@ Implements MTKD-AR (Munir, Ullah and Zaidi, 2025, arXiv:2507.20996) behind a
 scikit-learn estimator API built on skorch, with robust scoring over advertorch attacks.
 """
 from .attacks import available_attacks, get_attack
+from .callbacks import RobustAccuracy
 from .datasets import load_digits_images, load_fashion_mnist, load_mnist
 from .models import SmallCNN
 from .scoring import make_robust_scorer, plot_robustness_curves, robust_mask, robust_score, robustness_report
+from .teachers import AdversarialTeacher, TeacherPool
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "AdversarialTeacher",
+    "TeacherPool",
+    "RobustAccuracy",
     "available_attacks",
     "get_attack",
     "load_digits_images",

@@ -1,0 +1,79 @@
+"""What robustkd's skorch estimators share: logits defaults, seeding, input checks."""
+import numbers
+
+import numpy as np
+import torch
+
+from ._inputs import check_images
+
+__all__ = ["SeededNetMixin", "check_random_state_int", "check_seed"]
+
+
+def check_seed(random_state, name="random_state"):
+    """Return ``random_state`` (None or a non-negative int) or raise naming it."""
+    if random_state is None:
+        return None
+    if isinstance(random_state, bool) or not isinstance(random_state, numbers.Integral) or random_state < 0:
+        raise ValueError(f"{name} must be None or a non-negative int; got {name}={random_state!r}")
+    return int(random_state)
+
+
+def check_random_state_int(random_state, n):
+    """Draw ``n`` independent integer seeds from ``random_state`` (all None if it is None)."""
+    seed = check_seed(random_state)
+    if seed is None:
+        return [None] * n
+    return [int(s) for s in np.random.RandomState(seed).randint(0, 2**31 - 1, size=n)]
+
+
+class SeededNetMixin:
+    """Mixin for skorch nets with a ``random_state`` parameter.
+
+    With ``random_state`` set, module initialisation, batch shuffling, dropout and
+    attack random starts draw from torch's RNG seeded with it, and the caller's
+    global RNG state is saved before and restored after the fit, so user code that
+    seeds torch itself is not disturbed. CUDA RNG is seeded too when the net runs
+    on CUDA. Requires ``self.random_state``.
+    """
+
+    def _fork_seed(self, offset):
+        seed = check_seed(self.random_state)
+        if seed is None:
+            return None
+        cuda = str(self.device).startswith("cuda") and torch.cuda.is_available()
+        state = (torch.get_rng_state(), torch.cuda.get_rng_state_all() if cuda else None)
+        torch.manual_seed(seed + offset)
+        return state
+
+    @staticmethod
+    def _restore_rng(state):
+        if state is None:
+            return
+        torch.set_rng_state(state[0])
+        if state[1] is not None:
+            torch.cuda.set_rng_state_all(state[1])
+
+    def initialize_module(self):
+        state = self._fork_seed(0)
+        try:
+            return super().initialize_module()
+        finally:
+            self._restore_rng(state)
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        self.caller_rng_state_ = self._fork_seed(1)
+        return super().on_train_begin(net, X=X, y=y, **kwargs)
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        self._restore_rng(getattr(self, "caller_rng_state_", None))
+        self.caller_rng_state_ = None
+        return super().on_train_end(net, X=X, y=y, **kwargs)
+
+    def check_data(self, X, y=None):
+        super().check_data(X, y)
+        if y is not None and not isinstance(X, torch.utils.data.Dataset):
+            n_x = len(X) if hasattr(X, "__len__") else None
+            if n_x is not None and n_x != len(y):
+                raise ValueError(f"X and y have different lengths: len(X)={n_x}, len(y)={len(y)}")
+            if isinstance(X, (np.ndarray, torch.Tensor)):
+                check_images(X, clip_min=self.clip_min, clip_max=self.clip_max)
