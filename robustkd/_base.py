@@ -1,4 +1,5 @@
 """What robustkd's skorch estimators share: logits defaults, seeding, input checks."""
+import contextlib
 import numbers
 
 import numpy as np
@@ -36,6 +37,15 @@ class SeededNetMixin:
     on CUDA. Requires ``self.random_state``.
     """
 
+    @contextlib.contextmanager
+    def seeded_rng(self, offset=0):
+        """Within the block, torch's RNG is seeded with ``random_state + offset`` (if set)."""
+        state = self._fork_seed(offset)
+        try:
+            yield
+        finally:
+            self._restore_rng(state)
+
     def _fork_seed(self, offset):
         seed = check_seed(self.random_state)
         if seed is None:
@@ -54,11 +64,8 @@ class SeededNetMixin:
             torch.cuda.set_rng_state_all(state[1])
 
     def initialize_module(self):
-        state = self._fork_seed(0)
-        try:
+        with self.seeded_rng(0):
             return super().initialize_module()
-        finally:
-            self._restore_rng(state)
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         self.caller_rng_state_ = self._fork_seed(1)

@@ -49,3 +49,14 @@ def fashion_home():
     if not os.path.isdir(os.path.join(SHARED_DATA, "FashionMNIST", "raw")):
         pytest.skip(f"Fashion-MNIST is not in {SHARED_DATA}/FashionMNIST/raw (tests never download)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def teacher_pool(digits):
+    """FGSM-, PGD- and MIM-trained SmallCNN teachers (eps=0.2, 10 epochs each) on the digits split."""
+    from robustkd import AdversarialTeacher, SmallCNN, TeacherPool
+
+    X_train, _, y_train, _ = digits
+    template = AdversarialTeacher(SmallCNN, module__input_shape=(1, 8, 8), eps=0.2, max_epochs=10, batch_size=64,
+                                  train_split=None, verbose=0)
+    return TeacherPool(template, attacks=["fgsm", "pgd", "mim"], random_state=0).fit(X_train, y_train)

@@ -1,0 +1,66 @@
+"""Cost of one distillation epoch (3 teachers) against one plain training epoch of the student.
+
+Usage::
+
+    python benchmarks/bench_distill_epoch.py --data-home ../shared/data [--n-train 20000] [--epochs 3]
+
+On Fashion-MNIST training images (digits if --data-home has no Fashion-MNIST), times
+(a) a plain skorch NeuralNetClassifier epoch of SmallCNN, (b) a MultiTeacherDistiller
+epoch with three SmallCNN teachers and the teacher-output cache, and (c) the same
+without the cache. Epoch times are skorch's per-epoch ``dur`` (median over --epochs);
+the one-off cost of filling the cache (one forward pass of each teacher over the data)
+is printed separately.
+"""
+import argparse
+import statistics
+import time
+
+import torch
+from skorch import NeuralNetClassifier
+
+from robustkd import MultiTeacherDistiller, SmallCNN, load_digits_images, load_fashion_mnist
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-home", default="../shared/data")
+    parser.add_argument("--n-train", type=int, default=20000)
+    parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args()
+    try:
+        X, y = load_fashion_mnist(args.data_home, train=True)
+        name = "Fashion-MNIST"
+    except FileNotFoundError:
+        X, y = load_digits_images()
+        name = "digits"
+    X, y = X[:args.n_train], y[:args.n_train]
+    shape = X.shape[1:]
+    torch.manual_seed(0)
+    teachers = [SmallCNN(input_shape=shape).eval() for _ in range(3)]
+    common = dict(max_epochs=args.epochs, batch_size=128, train_split=None, verbose=0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {len(X)} {name} images, "
+          f"batch 128, median of {args.epochs} epochs")
+
+    def run(label, net):
+        start = time.perf_counter()
+        net.fit(X, y)
+        total = time.perf_counter() - start
+        durs = net.history[:, "dur"]
+        epoch = statistics.median(durs)
+        print(f"{label:<34} epoch {epoch:6.2f} s   (fit {total:6.2f} s, outside epochs {total - sum(durs):5.2f} s)")
+        return epoch
+
+    plain = run("plain student (NeuralNetClassifier)",
+                NeuralNetClassifier(SmallCNN, module__input_shape=shape, criterion=torch.nn.CrossEntropyLoss,
+                                    optimizer=torch.optim.Adam, lr=1e-3, **common))
+    cached = run("distiller, 3 teachers, cache",
+                 MultiTeacherDistiller(teachers, module=SmallCNN, module__input_shape=shape, **common))
+    uncached = run("distiller, 3 teachers, no cache",
+                   MultiTeacherDistiller(teachers, module=SmallCNN, module__input_shape=shape,
+                                         cache_teacher_outputs=False, **common))
+    print(f"ratio cached / plain:   {cached / plain:.3f}")
+    print(f"ratio uncached / plain: {uncached / plain:.3f}")
+
+
+if __name__ == "__main__":
+    main()

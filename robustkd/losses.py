@@ -1,0 +1,108 @@
+"""Knowledge-distillation losses as pure functions on tensors.
+
+Shapes: ``student_logits`` is ``(n, C)``; ``teacher_logits`` is ``(n, K, C)`` for K
+teachers; ``weights`` is ``(n, K)`` with non-negative rows summing to 1; ``y`` is
+``(n,)`` of class indices. Every loss is averaged over the batch.
+
+Two ways of distilling from several teachers are offered:
+
+* ``"mixture"``: :math:`T^2\\,\\mathrm{KL}(\\sum_k w_{ik} p_k^T \\,\\|\\, q^T)`, the student matches
+  the weighted mixture of the teachers' softened distributions;
+* ``"sum"``: :math:`T^2 \\sum_k w_{ik}\\,\\mathrm{KL}(p_k^T \\,\\|\\, q^T)`, a weighted sum of
+  per-teacher KL terms.
+
+where :math:`p_k^T = \\mathrm{softmax}(z_k / T)` and :math:`q^T = \\mathrm{softmax}(s / T)`. The two
+differ only by :math:`\\sum_k w_{ik} H(p_k^T) - H(\\sum_k w_{ik} p_k^T)`, which does not depend on the
+student, so **their gradients with respect to the student are identical** and training gives the
+same result (``tests/test_losses.py`` checks this); only the reported loss value differs.
+robustkd's estimators use ``"mixture"`` (its value is 0 when the student matches the target).
+"""
+import torch
+import torch.nn.functional as F
+
+__all__ = ["mixture_kd_loss", "weighted_sum_kd_loss", "distillation_loss"]
+
+
+def _check(student_logits, teacher_logits, weights, temperature):
+    if teacher_logits.dim() != 3 or student_logits.dim() != 2:
+        raise ValueError(f"expected student logits (n, C) and teacher logits (n, K, C); got "
+                         f"{tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}")
+    n, k, c = teacher_logits.shape
+    if student_logits.shape != (n, c):
+        raise ValueError(f"student logits {tuple(student_logits.shape)} do not match teacher logits (n={n}, C={c})")
+    if weights.shape != (n, k):
+        raise ValueError(f"weights must have shape (n, K)=({n}, {k}); got {tuple(weights.shape)}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0; got temperature={temperature!r}")
+
+
+def mixture_kd_loss(student_logits, teacher_logits, weights, temperature=4.0):
+    """``T^2 * KL(sum_k w_k softmax(z_k/T) || softmax(s/T))``, averaged over samples.
+
+    Parameters
+    ----------
+    student_logits : Tensor of shape (n, C)
+    teacher_logits : Tensor of shape (n, K, C)
+    weights : Tensor of shape (n, K)
+    temperature : float, default=4.0
+
+    Returns
+    -------
+    Tensor (scalar)
+    """
+    _check(student_logits, teacher_logits, weights, temperature)
+    target = (weights.unsqueeze(2) * F.softmax(teacher_logits / temperature, dim=2)).sum(1)
+    log_q = F.log_softmax(student_logits / temperature, dim=1)
+    return temperature ** 2 * F.kl_div(log_q, target, reduction="batchmean")
+
+
+def weighted_sum_kd_loss(student_logits, teacher_logits, weights, temperature=4.0):
+    """``T^2 * sum_k w_k KL(softmax(z_k/T) || softmax(s/T))``, averaged over samples.
+
+    Same parameters and gradient (with respect to the student) as :func:`mixture_kd_loss`.
+    """
+    _check(student_logits, teacher_logits, weights, temperature)
+    log_p = F.log_softmax(teacher_logits / temperature, dim=2)
+    log_q = F.log_softmax(student_logits / temperature, dim=1).unsqueeze(1)
+    per_teacher = (log_p.exp() * (log_p - log_q)).sum(2)          # (n, K)
+    return temperature ** 2 * (weights * per_teacher).sum(1).mean()
+
+
+_KD = {"mixture": mixture_kd_loss, "sum": weighted_sum_kd_loss}
+
+
+def distillation_loss(student_logits, y, teacher_logits, weights, temperature=4.0, alpha=0.9, kd="mixture"):
+    """``alpha * KD + (1 - alpha) * CE(student, y)``, the MTKD-AR objective.
+
+    Parameters
+    ----------
+    student_logits : Tensor of shape (n, C)
+    y : Tensor of shape (n,), int64
+    teacher_logits : Tensor of shape (n, K, C)
+    weights : Tensor of shape (n, K)
+    temperature : float, default=4.0
+    alpha : float in [0, 1], default=0.9
+        Share of the distillation term.
+    kd : {"mixture", "sum"}, default="mixture"
+
+    Returns
+    -------
+    Tensor (scalar)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from robustkd.losses import distillation_loss
+    >>> s, t = torch.zeros(2, 3), torch.zeros(2, 4, 3)
+    >>> w = torch.full((2, 4), 0.25)
+    >>> float(distillation_loss(s, torch.tensor([0, 1]), t, w, alpha=1.0))  # student equals teachers
+    0.0
+    """
+    if kd not in _KD:
+        raise ValueError(f"kd must be one of {sorted(_KD)}; got kd={kd!r}")
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be in [0, 1]; got alpha={alpha!r}")
+    loss = (1 - alpha) * F.cross_entropy(student_logits, y) if alpha < 1 else 0.0
+    if alpha > 0:
+        loss = loss + alpha * _KD[kd](student_logits, teacher_logits, weights, temperature)
+    return loss
