@@ -115,6 +115,74 @@ def cmd_evaluate(args):
     return 0
 
 
+def format_results(summary):
+    """Render :func:`robustkd.experiments.reproduce` results: one methods x eps table per attack."""
+    rows = summary["results"]
+    methods = summary["methods"]
+    eps = sorted({r["eps"] for r in rows if r["attack"] != "clean"})
+    attacks = list(dict.fromkeys(r["attack"] for r in rows if r["attack"] != "clean"))
+    cell = {(r["method"], r["attack"], r["eps"]): r["accuracy"] for r in rows}
+    width = max(len(m) for m in methods + ["method"])
+    lines = []
+    for attack in attacks:
+        lines.append(f"\n{attack}")
+        lines.append(f"{'method':<{width}}  {'clean':>7}  " + "  ".join(f"{'eps=' + format(e, 'g'):>8}" for e in eps))
+        for m in methods:
+            lines.append(f"{m:<{width}}  {cell[(m, 'clean', 0.0)]:>7.4f}  "
+                         + "  ".join(f"{cell[(m, attack, e)]:>8.4f}" for e in eps))
+    return "\n".join(lines)
+
+
+def cmd_reproduce(args):
+    """Train every method of the MTKD-AR comparison, evaluate it and write the results."""
+    import logging
+
+    import torch
+
+    from .experiments import ExperimentConfig, reproduce
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise CLIError(f"--device {args.device} was asked for, but CUDA is not available here")
+    cfg = ExperimentConfig(
+        dataset=args.dataset, data_home=args.data_home, download=args.download, out=args.out, epochs=args.epochs,
+        attacks=tuple(args.attacks), train_eps=args.train_eps, eval_attacks=tuple(args.eval_attacks),
+        eps=tuple(args.eps), scheme=args.scheme, adversarial_student=not args.no_adversarial_student,
+        n_train=args.n_train, n_test=args.n_test, n_jobs=args.n_jobs, device=args.device, seed=args.seed)
+    logging.getLogger("robustkd").setLevel(logging.WARNING)
+    start = time.perf_counter()
+    steps = None
+    if not args.quiet:
+        from tqdm.auto import tqdm
+
+        n_attacks, n_adv = len(cfg.attacks), int(cfg.adversarial_student)
+        n_train_steps = 4 + n_attacks + n_adv        # standard, teacher pool, kd per teacher, 2-3 students
+        n_eval_steps = 3 + 2 * n_attacks + n_adv     # every model, teachers included
+        steps = tqdm(total=n_train_steps + n_eval_steps, unit="step", file=sys.stderr)
+
+    def progress(message):
+        if steps is not None:
+            steps.set_description(message)
+            if not message.startswith("reusing"):
+                steps.update(1)
+
+    try:
+        summary = reproduce(cfg, progress=progress)
+    except FileNotFoundError as exc:
+        raise CLIError(f"{exc}; or run with --download") from None
+    finally:
+        if steps is not None:
+            steps.close()
+    wall = time.perf_counter() - start
+    if not args.quiet:
+        split = summary["split"]
+        print(f"MTKD-AR on {cfg.dataset}: {split['n_train']} training / {split['n_test']} test images, "
+              f"{cfg.epochs} epochs, teachers {','.join(cfg.attacks)} at eps={cfg.train_eps}, "
+              f"wall time {wall:.1f}s")
+        print(format_results(summary))
+        print(f"\nwrote {args.out}/results.json, results.csv, accuracy_vs_eps.png, teacher_weights.png")
+    return 0
+
+
 def build_parser():
     from .attacks import available_attacks
 
@@ -135,15 +203,46 @@ def build_parser():
     ev.add_argument("--csv", default=None, help="also write the report to this CSV file")
     ev.add_argument("--quiet", action="store_true", help="no training log")
     ev.set_defaults(func=cmd_evaluate)
+
+    rp = sub.add_parser("reproduce", help="train and compare standard, adversarial, distilled and MTKD-AR models")
+    rp.add_argument("--dataset", choices=DATASETS, default="digits")
+    rp.add_argument("--data-home", default=None, help="folder holding MNIST/raw or FashionMNIST/raw")
+    rp.add_argument("--download", action="store_true", help="download MNIST/Fashion-MNIST if missing")
+    rp.add_argument("--out", default="robustkd_out", help="output folder (models are reused from it)")
+    rp.add_argument("--epochs", type=int, default=15, help="epochs for every model")
+    rp.add_argument("--attacks", type=_csv("attacks"), default=["fgsm", "pgd", "mim"],
+                    help="one adversarially trained teacher per attack")
+    rp.add_argument("--train-eps", type=_csv("eps"), default=[0.2], help="teachers' training budget")
+    rp.add_argument("--eval-attacks", type=_csv("attacks"), default=["fgsm", "pgd", "bim", "mim", "cw_linf"])
+    rp.add_argument("--eps", type=_csv("eps"), default=[0.05, 0.1, 0.2, 0.3], help="evaluation budgets")
+    rp.add_argument("--scheme", default="confidence", help="weighting scheme of the adaptive student")
+    rp.add_argument("--no-adversarial-student", action="store_true", help="skip the ARD-style student")
+    rp.add_argument("--n-train", type=int, default=None, help="subsample the training set")
+    rp.add_argument("--n-test", type=int, default=None, help="subsample the test set")
+    rp.add_argument("--n-jobs", type=int, default=None, help="teachers trained in parallel")
+    rp.add_argument("--device", default="cpu")
+    rp.add_argument("--seed", type=int, default=0)
+    rp.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    rp.set_defaults(func=cmd_reproduce)
     return parser
 
 
 def _validate(parser, args):
     from .attacks import available_attacks
 
-    unknown = [a for a in getattr(args, "attacks", []) if a not in available_attacks()]
-    if unknown:
-        parser.error(f"unknown attack(s) {unknown}; choose from {sorted(available_attacks())}")
+    from .weighting import SCHEMES
+
+    for option in ("attacks", "eval_attacks"):
+        unknown = [a for a in getattr(args, option, []) if a not in available_attacks()]
+        if unknown:
+            parser.error(f"unknown attack(s) {unknown} in --{option.replace('_', '-')}; "
+                         f"choose from {sorted(available_attacks())}")
+    if getattr(args, "scheme", "confidence") not in SCHEMES:
+        parser.error(f"--scheme must be one of {list(SCHEMES)}; got {args.scheme!r}")
+    if hasattr(args, "train_eps"):
+        if len(args.train_eps) != 1:
+            parser.error(f"--train-eps takes one value; got {args.train_eps}")
+        args.train_eps = args.train_eps[0]
     for name in ("epochs", "n_train", "n_test"):
         value = getattr(args, name, None)
         if value is not None and value < 1:

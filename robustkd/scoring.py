@@ -312,7 +312,7 @@ def plot_robustness_curves(report, *, ax=None, group_by=None):
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
     attacks = sorted({r["attack"] for r in rows} - {"clean", "worst_case"})
-    series = attacks + (["worst_case"] if len(attacks) > 1 else [])
+    series = attacks + (["worst_case"] if len(attacks) != 1 else [])
     lines = {}
     for r in rows:
         if group_by:

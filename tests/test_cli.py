@@ -34,3 +34,66 @@ def test_missing_data_is_one_line_not_a_traceback(tmp_path, capsys):
     assert main(["evaluate", "--dataset", "mnist", "--data-home", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("robustkd: error: MNIST not found") and "--download" in err[0]
+
+
+TINY = ["reproduce", "--n-train", "240", "--n-test", "60", "--epochs", "1", "--attacks", "fgsm,pgd",
+        "--eval-attacks", "fgsm,pgd", "--eps", "0.1,0.2", "--quiet"]
+METHODS = ["standard", "teacher_fgsm", "teacher_pgd", "kd_fgsm", "kd_pgd", "mtkd_uniform", "mtkd_adaptive",
+           "mtkd_adversarial"]
+
+
+def test_reproduce_writes_every_cell_and_reuses_saved_models(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "out"
+    assert main(TINY + ["--out", str(out)]) == 0
+    for name in ("results.json", "results.csv", "accuracy_vs_eps.png", "teacher_weights.png"):
+        assert (out / name).stat().st_size > 0, name
+    first = json.loads((out / "results.json").read_text())
+    assert first["methods"] == METHODS and not any(first["reused"].values())
+    cells = {(r["method"], r["attack"], r["eps"]) for r in first["results"]}
+    expected = {(m, "clean", 0.0) for m in METHODS} | {
+        (m, a, e) for m in METHODS for a in ("fgsm", "pgd", "worst_case") for e in (0.1, 0.2)}
+    assert cells == expected and len(first["results"]) == len(expected)
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == len(expected) and set(rows[0]) == {"method", "attack", "eps", "accuracy", "n_samples"}
+    assert len(first["teacher_weights"]["mtkd_adaptive"]) == 1  # one epoch, two teachers
+    assert len(first["teacher_weights"]["mtkd_adaptive"][0]) == 2
+
+    assert main(TINY + ["--out", str(out)]) == 0
+    second = json.loads((out / "results.json").read_text())
+    assert all(second["reused"].values())
+    assert second["results"] == first["results"]
+
+
+def test_reproduce_prints_one_table_per_attack(tmp_path, capsys):
+    argv = [a for a in TINY if a != "--quiet"] + ["--out", str(tmp_path), "--no-adversarial-student"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    for attack in ("fgsm", "pgd", "worst_case"):
+        assert f"\n{attack}\n" in out
+    table = out.split("\nworst_case\n")[1].splitlines()
+    assert table[0].split() == ["method", "clean", "eps=0.1", "eps=0.2"]
+    assert [line.split()[0] for line in table[1:8]] == METHODS[:-1]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["reproduce", "--dataset", "cifar10"], "invalid choice: 'cifar10'"),
+    (["reproduce", "--attacks", "fgsm,xyz"], "unknown attack(s) ['xyz'] in --attacks"),
+    (["reproduce", "--eval-attacks", "zzz"], "unknown attack(s) ['zzz'] in --eval-attacks"),
+    (["reproduce", "--eps", "-0.1"], "eps values must be finite and > 0"),
+    (["reproduce", "--train-eps", "0"], "eps values must be finite and > 0"),
+    (["reproduce", "--scheme", "best"], "--scheme must be one of"),
+])
+def test_reproduce_rejects_bad_arguments_on_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_reproduce_without_data_is_one_line(tmp_path, capsys):
+    assert main(["reproduce", "--dataset", "fashion-mnist", "--data-home", str(tmp_path), "--quiet",
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "FashionMNIST not found" in err[0] and "--download" in err[0]

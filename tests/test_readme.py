@@ -19,5 +19,5 @@ def test_ci_runs_exactly_the_readme_test_command():
 
 def test_readme_main_command_runs_the_cli_on_embedded_data():
     blocks = re.findall(r"```bash\n(.*?)\n```", _read("README.md"), re.S)
-    assert any(b.startswith("python3 -m venv") and b.endswith("robustkd evaluate --dataset digits") for b in blocks)
+    assert any(b.startswith("python3 -m venv") and b.endswith("robustkd reproduce --dataset digits") for b in blocks)
     assert "torch==2.14.1" in _read("requirements", "pinned.txt")
