@@ -138,7 +138,7 @@ def available_attacks():
     -------
     dict
         ``{name: {"norm": "linf" | "l2", "eps": default eps, "params": default
-        parameters, "description": str}}``.
+        parameters, "accepts": every parameter it takes, "description": str}}``.
 
     Examples
     --------
@@ -147,8 +147,9 @@ def available_attacks():
     ['bim', 'cw', 'cw_linf', 'fgsm', 'mim', 'pgd', 'pgd_l2', 'spsa']
     """
     return {
-        name: {"norm": norm, "eps": eps, "params": dict(defaults), "description": doc}
-        for name, (_, norm, eps, defaults, _, doc) in _REGISTRY.items()
+        name: {"norm": norm, "eps": eps, "params": dict(defaults), "accepts": sorted(set(defaults) | extra),
+               "description": doc}
+        for name, (_, norm, eps, defaults, extra, doc) in _REGISTRY.items()
     }
 
 
@@ -184,6 +185,7 @@ def get_attack(attack, model, *, eps=None, clip_min=0.0, clip_max=1.0, **params)
     Returns
     -------
     advertorch.attacks.Attack
+        The attack, with every parameter set explicitly.
 
     Raises
     ------
@@ -242,6 +244,16 @@ def attack_mode(module):
     On exit, each submodule's ``training`` flag and each parameter's
     ``requires_grad`` are restored to what they were, even after an error.
     Objects that are not :class:`torch.nn.Module` are left alone.
+
+    Parameters
+    ----------
+    module : torch.nn.Module or any object
+        The model an attack runs on.
+
+    Yields
+    ------
+    module
+        The same object, in eval mode with frozen parameters.
     """
     if not isinstance(module, nn.Module):
         yield module

@@ -13,7 +13,18 @@ __all__ = ["get_data_home", "load_digits_images", "load_mnist", "load_fashion_mn
 
 
 def get_data_home(data_home=None):
-    """Return the data folder: ``data_home``, else ``$ROBUSTKD_DATA``, else ``~/robustkd_data``."""
+    """Return the data folder: ``data_home``, else ``$ROBUSTKD_DATA``, else ``~/robustkd_data``.
+
+    Parameters
+    ----------
+    data_home : str or path-like, optional
+        Folder to use; ``~`` is expanded.
+
+    Returns
+    -------
+    str
+        Absolute path of the data folder.
+    """
     if data_home is None:
         data_home = os.environ.get("ROBUSTKD_DATA", os.path.join("~", "robustkd_data"))
     return os.path.abspath(os.path.expanduser(os.fspath(data_home)))
@@ -79,7 +90,9 @@ def load_mnist(data_home=None, *, train=True, download=False):
     Returns
     -------
     X : ndarray of shape (n, 1, 28, 28), float32 in [0, 1]
+        Images scaled from 0..255.
     y : ndarray of shape (n,), int64
+        Class labels 0..9.
 
     Raises
     ------
@@ -104,7 +117,9 @@ def load_fashion_mnist(data_home=None, *, train=True, download=False):
     Returns
     -------
     X : ndarray of shape (n, 1, 28, 28), float32 in [0, 1]
+        Images scaled from 0..255.
     y : ndarray of shape (n,), int64
+        Class labels 0..9.
 
     Raises
     ------

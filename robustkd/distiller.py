@@ -150,11 +150,11 @@ class MultiTeacherDistiller(SeededNetMixin, NeuralNetClassifier):
 
     prefixes_ = NeuralNetClassifier.prefixes_ + ["attack", "weighter"]
 
-    def __init__(self, teachers, module=None, *args, weighter=AdaptiveWeighter, temperature=4.0, alpha=0.9,
+    def __init__(self, teachers, module=None, *, weighter=AdaptiveWeighter, temperature=4.0, alpha=0.9,
                  kd="mixture", cache_teacher_outputs=True, student_inputs="clean", attack="pgd", eps=0.1,
                  clip_min=0.0, clip_max=1.0, random_state=None, criterion=torch.nn.CrossEntropyLoss,
                  optimizer=torch.optim.Adam, lr=1e-3, **kwargs):
-        super().__init__(module, *args, criterion=criterion, optimizer=optimizer, lr=lr, **kwargs)
+        super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, **kwargs)
         self.teachers = teachers
         self.weighter = weighter
         self.temperature = temperature

@@ -27,7 +27,47 @@ METHOD_ORDER = ("standard", "teacher", "kd", "mtkd_uniform", "mtkd_adaptive", "m
 
 @dataclasses.dataclass
 class ExperimentConfig:
-    """Settings of :func:`reproduce`; every field is a command-line option of ``robustkd reproduce``."""
+    """Settings of :func:`reproduce`; every field is a command-line option of ``robustkd reproduce``.
+
+    Parameters
+    ----------
+    dataset : {"digits", "mnist", "fashion-mnist"}, default="digits"
+        Data set; digits is split 75/25, the others use their own test sets.
+    data_home : str, optional
+        Folder holding ``MNIST/raw`` or ``FashionMNIST/raw``.
+    download : bool, default=False
+        Download MNIST/Fashion-MNIST when missing.
+    out : str, default="robustkd_out"
+        Output folder; fitted models go to ``out/models`` and are reused.
+    epochs : int, default=15
+        Epochs for every model.
+    attacks : tuple of str, default=("fgsm", "pgd", "mim")
+        One adversarially trained teacher per attack.
+    train_eps : float, default=0.2
+        Budget of the teachers' (and the adversarial student's) training attacks.
+    eval_attacks : tuple of str, default=("fgsm", "pgd", "bim", "mim", "cw_linf")
+        Attacks of the evaluation.
+    eps : tuple of float, default=(0.05, 0.1, 0.2, 0.3)
+        Evaluation budgets.
+    scheme : str, default="confidence"
+        Weighting scheme of the adaptive student.
+    temperature : float, default=4.0
+        Distillation temperature.
+    alpha : float, default=0.9
+        Share of the distillation term.
+    adversarial_student : bool, default=True
+        Also train the ARD-style student.
+    n_train, n_test : int, optional
+        Subsample the training and test sets.
+    batch_size : int, default=64
+        Training batch size.
+    n_jobs : int, optional
+        Teachers trained in parallel.
+    device : str, default="cpu"
+        Torch device.
+    seed : int, default=0
+        Seeds the split, the models and the attacks.
+    """
 
     dataset: str = "digits"
     data_home: str = None

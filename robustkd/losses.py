@@ -42,13 +42,18 @@ def mixture_kd_loss(student_logits, teacher_logits, weights, temperature=4.0):
     Parameters
     ----------
     student_logits : Tensor of shape (n, C)
+        Student logits.
     teacher_logits : Tensor of shape (n, K, C)
+        Logits of K teachers.
     weights : Tensor of shape (n, K)
+        Per-sample teacher weights, rows summing to 1.
     temperature : float, default=4.0
+        Softmax temperature T.
 
     Returns
     -------
     Tensor (scalar)
+        The loss.
     """
     _check(student_logits, teacher_logits, weights, temperature)
     target = (weights.unsqueeze(2) * F.softmax(teacher_logits / temperature, dim=2)).sum(1)
@@ -59,7 +64,23 @@ def mixture_kd_loss(student_logits, teacher_logits, weights, temperature=4.0):
 def weighted_sum_kd_loss(student_logits, teacher_logits, weights, temperature=4.0):
     """``T^2 * sum_k w_k KL(softmax(z_k/T) || softmax(s/T))``, averaged over samples.
 
-    Same parameters and gradient (with respect to the student) as :func:`mixture_kd_loss`.
+    Same gradient with respect to the student as :func:`mixture_kd_loss`.
+
+    Parameters
+    ----------
+    student_logits : Tensor of shape (n, C)
+        Student logits.
+    teacher_logits : Tensor of shape (n, K, C)
+        Logits of K teachers.
+    weights : Tensor of shape (n, K)
+        Per-sample teacher weights, rows summing to 1.
+    temperature : float, default=4.0
+        Softmax temperature T.
+
+    Returns
+    -------
+    Tensor (scalar)
+        The loss.
     """
     _check(student_logits, teacher_logits, weights, temperature)
     log_p = F.log_softmax(teacher_logits / temperature, dim=2)
@@ -77,17 +98,24 @@ def distillation_loss(student_logits, y, teacher_logits, weights, temperature=4.
     Parameters
     ----------
     student_logits : Tensor of shape (n, C)
+        Student logits.
     y : Tensor of shape (n,), int64
+        True class indices.
     teacher_logits : Tensor of shape (n, K, C)
+        Logits of K teachers.
     weights : Tensor of shape (n, K)
+        Per-sample teacher weights, rows summing to 1.
     temperature : float, default=4.0
+        Softmax temperature T.
     alpha : float in [0, 1], default=0.9
         Share of the distillation term.
     kd : {"mixture", "sum"}, default="mixture"
+        :func:`mixture_kd_loss` or :func:`weighted_sum_kd_loss`.
 
     Returns
     -------
     Tensor (scalar)
+        The loss.
 
     Examples
     --------

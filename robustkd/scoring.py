@@ -115,6 +115,7 @@ def robust_mask(model, X, y, attack="pgd", *, eps=None, batch_size=256, device=N
         Perturbation budget for named attacks (their default if None). ``eps=0``
         skips the attacks: the mask is clean correctness.
     batch_size : int, default=256
+        Samples attacked at once.
     device : str or torch.device, optional
         Where to run; defaults to the model's device. The model is moved back after.
     clip_min, clip_max : float, default=0.0, 1.0
@@ -127,6 +128,7 @@ def robust_mask(model, X, y, attack="pgd", *, eps=None, batch_size=256, device=N
     Returns
     -------
     ndarray of shape (n_samples,), bool
+        True where the sample is classified correctly clean and under every attack.
 
     Raises
     ------
@@ -153,12 +155,40 @@ def robust_score(model, X, y, attack="pgd", *, eps=None, batch_size=256, device=
                  clip_min=0.0, clip_max=1.0, random_state=None, **attack_params):
     """Accuracy under attack: the fraction of samples for which :func:`robust_mask` is True.
 
-    Takes the same parameters as :func:`robust_mask`.
+    Parameters
+    ----------
+    model : torch.nn.Module, skorch net or Pipeline
+        A module returning logits, a fitted skorch net (its ``module_`` is attacked),
+        or a fitted ``Pipeline`` ending in one (earlier steps transform ``X`` first).
+    X : array-like or torch.Tensor of shape (n_samples, ...)
+        Inputs in ``[clip_min, clip_max]``. Never modified.
+    y : array-like of shape (n_samples,)
+        True labels: indices into the model's logits, as skorch trains on them.
+    attack : str, advertorch Attack, or list of them, default="pgd"
+        Attack name or instance; a list means worst case per sample over all of them.
+    eps : float, optional
+        Perturbation budget for named attacks (their default if None); ``eps=0`` gives
+        clean accuracy.
+    batch_size : int, default=256
+        Samples attacked at once.
+    device : str or torch.device, optional
+        Where to run; defaults to the model's device.
+    clip_min, clip_max : float, default=0.0, 1.0
+        Valid input range.
+    random_state : int, optional
+        Seeds the attacks' random starts without touching the global RNG state.
+    **attack_params
+        Parameters for named attacks (e.g. ``nb_iter=20``).
 
     Returns
     -------
     float
         Robust accuracy in [0, 1]; with a list of attacks, the worst case per sample.
+
+    Raises
+    ------
+    ValueError
+        As :func:`robust_mask`.
 
     Examples
     --------
@@ -228,12 +258,14 @@ def robustness_report(model, X, y, *, attacks=("fgsm", "pgd"), eps=(0.05, 0.1, 0
 
     Parameters
     ----------
-    model, X, y, batch_size, device, clip_min, clip_max, random_state
+    model, X, y
         As in :func:`robust_mask`.
     attacks : sequence of str, default=("fgsm", "pgd")
         Attack names.
     eps : sequence of float, default=(0.05, 0.1, 0.2, 0.3)
         Budgets, each > 0.
+    batch_size, device, clip_min, clip_max, random_state
+        As in :func:`robust_mask`.
     attack_params : dict, optional
         ``{attack name: {parameter: value}}`` overrides.
     as_frame : bool, default=False
@@ -299,6 +331,7 @@ def plot_robustness_curves(report, *, ax=None, group_by=None):
     Returns
     -------
     matplotlib.axes.Axes
+        The axes drawn on.
     """
     try:
         import matplotlib.pyplot as plt

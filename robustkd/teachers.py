@@ -89,10 +89,10 @@ class AdversarialTeacher(SeededNetMixin, NeuralNetClassifier):
 
     prefixes_ = NeuralNetClassifier.prefixes_ + ["attack"]
 
-    def __init__(self, module, *args, attack="pgd", eps=0.1, adv_ratio=1.0, clip_min=0.0, clip_max=1.0,
+    def __init__(self, module, *, attack="pgd", eps=0.1, adv_ratio=1.0, clip_min=0.0, clip_max=1.0,
                  random_state=None, criterion=torch.nn.CrossEntropyLoss, optimizer=torch.optim.Adam, lr=1e-3,
                  **kwargs):
-        super().__init__(module, *args, criterion=criterion, optimizer=optimizer, lr=lr, **kwargs)
+        super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, **kwargs)
         self.attack = attack
         self.eps = eps
         self.adv_ratio = adv_ratio
@@ -157,7 +157,9 @@ class TeacherPool(ClassifierMixin, BaseEstimator):
     ----------
     teacher : AdversarialTeacher
         Template, cloned once per attack (its ``attack`` and ``random_state`` are set
-        per clone; everything else is shared).
+        per clone; everything else is shared). Its ``attack__*`` parameters go to the
+        attacks that take them: ``attack__nb_iter=5`` sets PGD's and MIM's steps and is
+        left out of the FGSM teacher.
     attacks : sequence of str, default=("fgsm", "pgd", "mim")
         One teacher per attack name.
     n_jobs : int, optional
@@ -193,7 +195,20 @@ class TeacherPool(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
 
     def fit(self, X, y):
-        """Fit one clone of ``teacher`` per attack; returns self."""
+        """Fit one clone of ``teacher`` per attack.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Training inputs in the attacks' clip range.
+        y : array-like of shape (n_samples,)
+            Class indices.
+
+        Returns
+        -------
+        self : TeacherPool
+            The fitted pool.
+        """
         if not isinstance(self.teacher, AdversarialTeacher):
             raise TypeError(f"teacher must be an AdversarialTeacher; got {type(self.teacher).__name__}")
         attacks = [self.attacks] if isinstance(self.attacks, str) else list(self.attacks)
@@ -202,17 +217,46 @@ class TeacherPool(ClassifierMixin, BaseEstimator):
         for a in attacks:
             check_attack_name(a, name="attack in attacks")
         seeds = check_random_state_int(self.random_state, len(attacks))
-        clones = [clone(self.teacher).set_params(attack=a, random_state=s) for a, s in zip(attacks, seeds)]
+        clones = [self._clone_for(a, s) for a, s in zip(attacks, seeds)]
         self.teachers_ = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
             delayed(_fit_one)(t, X, y) for t in clones)
         self.classes_ = self.teachers_[0].classes_
         return self
 
+    def _clone_for(self, attack, seed):
+        accepts = available_attacks()[attack]["accepts"]
+        params = {k: clone(v, safe=False) for k, v in self.teacher.get_params(deep=False).items()
+                  if not k.startswith("attack__") or k[len("attack__"):] in accepts}
+        params.update(attack=attack, random_state=seed)
+        return type(self.teacher)(**params)
+
     def predict_proba(self, X):
-        """Mean of the teachers' class probabilities."""
+        """Mean of the teachers' class probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Inputs.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Averaged probabilities.
+        """
         check_is_fitted(self, "teachers_")
         return np.mean([t.predict_proba(X) for t in self.teachers_], axis=0)
 
     def predict(self, X):
-        """Class with the highest mean probability (an index into the logits, as skorch predicts)."""
+        """Class with the highest mean probability (an index into the logits, as skorch predicts).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Inputs.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Predicted classes.
+        """
         return self.predict_proba(X).argmax(axis=1)

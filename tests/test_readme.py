@@ -15,6 +15,7 @@ def test_ci_runs_exactly_the_readme_test_command():
     test_cmd = next(b for b in blocks if "pytest" in b)
     ci_lines = [line for line in _read(".ci", "run").splitlines() if line and not line.startswith("#")]
     assert test_cmd in ci_lines
+    assert "make -C docs html" in _read(".ci", "run")
 
 
 def test_readme_main_command_runs_the_cli_on_embedded_data():

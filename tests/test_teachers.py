@@ -185,3 +185,12 @@ def test_pool_needs_a_teacher_template(digits):
     X_train, _, y_train, _ = digits
     with pytest.raises(TypeError, match="teacher must be an AdversarialTeacher; got SmallCNN"):
         TeacherPool(SmallCNN()).fit(X_train[:20], y_train[:20])
+
+
+def test_pool_passes_template_attack_parameters_only_to_attacks_that_take_them(digits):
+    X_train, _, y_train, _ = digits
+    template = make_teacher(max_epochs=1, attack__nb_iter=3)
+    pool = TeacherPool(template, attacks=["fgsm", "pgd"], random_state=0).fit(X_train[:100], y_train[:100])
+    fgsm, pgd = pool.teachers_
+    assert "attack__nb_iter" not in fgsm.get_params() and pgd.get_params()["attack__nb_iter"] == 3
+    assert pgd.build_attack().nb_iter == 3
