@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 import torch
 
-from ._inputs import check_images
+from ._inputs import check_images, encode_labels
 
 __all__ = ["SeededNetMixin", "check_random_state_int", "check_seed"]
 
@@ -77,10 +77,24 @@ class SeededNetMixin:
         return super().on_train_end(net, X=X, y=y, **kwargs)
 
     def check_data(self, X, y=None):
+        """Check array data before training: lengths, finiteness, range, shape and labels.
+
+        A trial forward pass of two samples turns shape mismatches into a ValueError that
+        names the input shape, instead of an error deep inside torch.
+        """
         super().check_data(X, y)
-        if y is not None and not isinstance(X, torch.utils.data.Dataset):
-            n_x = len(X) if hasattr(X, "__len__") else None
-            if n_x is not None and n_x != len(y):
-                raise ValueError(f"X and y have different lengths: len(X)={n_x}, len(y)={len(y)}")
-            if isinstance(X, (np.ndarray, torch.Tensor)):
-                check_images(X, clip_min=self.clip_min, clip_max=self.clip_max)
+        if y is None or isinstance(X, torch.utils.data.Dataset) or not isinstance(X, (np.ndarray, torch.Tensor)):
+            return
+        if len(X) != len(y):
+            raise ValueError(f"X and y have different lengths: len(X)={len(X)}, len(y)={len(y)}")
+        X_t = check_images(X, clip_min=self.clip_min, clip_max=self.clip_max)
+        module = self.module_
+        was_training = module.training
+        try:
+            with torch.no_grad():
+                n_outputs = module.eval()(X_t[:2].to(self.device)).shape[1]
+        except RuntimeError as exc:
+            raise ValueError(f"the module cannot take inputs of shape {tuple(X_t.shape[1:])}: {exc}") from exc
+        finally:
+            module.train(was_training)
+        encode_labels(y, len(X_t), n_outputs)

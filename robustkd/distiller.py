@@ -11,9 +11,9 @@ from skorch.dataset import unpack_data
 from torch import nn
 
 from ._base import SeededNetMixin
-from .attacks import check_eps, get_attack, perturb
+from .attacks import get_attack, perturb
 from .losses import _KD
-from .teachers import TeacherPool, check_attack_name
+from .teachers import TeacherPool, check_training_attack
 from .weighting import AdaptiveWeighter
 
 __all__ = ["MultiTeacherDistiller"]
@@ -200,11 +200,7 @@ class MultiTeacherDistiller(SeededNetMixin, NeuralNetClassifier):
         if self.kd not in _KD:
             raise ValueError(f"kd must be one of {sorted(_KD)}; got kd={self.kd!r}")
         if self.student_inputs != "clean":
-            check_attack_name(self.attack)
-            if check_eps(self.eps) <= 0:
-                raise ValueError(f"eps must be > 0 for an adversarial student; got eps={self.eps!r}")
-            get_attack(self.attack, nn.Identity(), eps=self.eps, clip_min=self.clip_min, clip_max=self.clip_max,
-                       **self.get_params_for("attack"))
+            check_training_attack(self, "an adversarial student")
         self.weighter_ = self._build_weighter()
         super().check_training_readiness()
 

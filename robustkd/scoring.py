@@ -57,8 +57,15 @@ def _prepare(model, X, y, clip_min, clip_max, device):
     module, X, model_device = resolve_model(model, X)
     X = check_images(X, clip_min=clip_min, clip_max=clip_max)
     device = model_device if device is None else torch.device(device)
-    with torch.no_grad(), attack_mode(module), _on_device(module, device):
-        n_outputs = module(X[:1].to(device)).shape[1]
+    try:
+        with torch.no_grad(), attack_mode(module), _on_device(module, device):
+            out = module(X[:1].to(device))
+    except RuntimeError as exc:
+        raise ValueError(f"the model cannot take inputs of shape {tuple(X.shape[1:])}: {exc}") from exc
+    if out.dim() != 2:
+        raise ValueError(f"the model must return logits of shape (n_samples, n_classes); got shape "
+                         f"{tuple(out.shape)}")
+    n_outputs = out.shape[1]
     y = encode_labels(y, len(X), n_outputs)
     return module, X, y, device
 
@@ -253,7 +260,7 @@ def make_robust_scorer(attack="pgd", eps=None, **kwargs):
 
 def robustness_report(model, X, y, *, attacks=("fgsm", "pgd"), eps=(0.05, 0.1, 0.2, 0.3), batch_size=256,
                       device=None, clip_min=0.0, clip_max=1.0, random_state=None, attack_params=None,
-                      as_frame=False):
+                      as_frame=False, checks="fast"):
     """Clean accuracy, accuracy per attack and eps, and the worst case per eps.
 
     Parameters
@@ -270,6 +277,13 @@ def robustness_report(model, X, y, *, attacks=("fgsm", "pgd"), eps=(0.05, 0.1, 0
         ``{attack name: {parameter: value}}`` overrides.
     as_frame : bool, default=False
         Return a pandas DataFrame (pandas must be installed) instead of records.
+    checks : {"fast", "full"} or None, default="fast"
+        Sanity checks of the evaluation (:mod:`robustkd.checks`), which warn with a remedy:
+        ``"fast"`` checks that the model returns logits, that its input gradients are
+        non-zero and finite, that it is deterministic, and that accuracy does not rise
+        with eps; ``"full"`` also runs PGD with eps covering the input range (must reach
+        ~0), a stronger PGD (50 steps, 2 restarts) and gradient-free SPSA at the largest
+        eps on up to 200 samples. None skips them.
 
     Returns
     -------
@@ -278,6 +292,8 @@ def robustness_report(model, X, y, *, attacks=("fgsm", "pgd"), eps=(0.05, 0.1, 0
         ``n_samples``: first ``attack="clean"`` at ``eps=0``, then each attack and
         ``"worst_case"`` (per sample, over the attacks) at each eps.
     """
+    if checks not in ("fast", "full", None):
+        raise ValueError(f'checks must be "fast", "full" or None; got checks={checks!r}')
     attacks = _attack_names(attacks)
     if not all(isinstance(a, str) for a in attacks):
         raise TypeError(f"attacks must be attack names for a report over eps; got {attacks!r}")
@@ -304,6 +320,12 @@ def robustness_report(model, X, y, *, attacks=("fgsm", "pgd"), eps=(0.05, 0.1, 0
                 rows.append({"attack": a, "eps": e, "accuracy": float(mask.mean()), "n_samples": n})
                 worst &= mask
         rows.append({"attack": "worst_case", "eps": e, "accuracy": float(worst.mean()), "n_samples": n})
+    if checks:
+        from .checks import run_checks
+
+        with _seeded(random_state, device), _on_device(module, device):
+            run_checks(module, X, y, rows, level=checks, device=device, clip_min=clip_min, clip_max=clip_max,
+                       pgd_params=attack_params.get("pgd"))
     if as_frame:
         try:
             import pandas as pd

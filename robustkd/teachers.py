@@ -21,12 +21,20 @@ from .attacks import available_attacks, check_eps, get_attack, perturb
 __all__ = ["AdversarialTeacher", "TeacherPool"]
 
 
-def check_attack_name(attack, name="attack", allow_none=False):
-    """Raise a clear error unless ``attack`` is a registry name (or None if allowed)."""
-    if attack is None and allow_none:
-        return
+def check_attack_name(attack, name="attack"):
+    """Raise a clear error unless ``attack`` is a registry name."""
     if not isinstance(attack, str) or attack not in available_attacks():
         raise ValueError(f"Unknown {name} {attack!r}; known attacks are {sorted(available_attacks())}")
+
+
+def check_training_attack(net, purpose):
+    """Validate ``net.attack``, ``net.eps`` and its ``attack__*`` parameters before any training."""
+    check_attack_name(net.attack)
+    if check_eps(net.eps) <= 0:
+        raise ValueError(f"eps must be > 0 for {purpose}; got eps={net.eps!r}")
+    # builds the attack once on a stand-in model, so bad attack__ parameters fail before training
+    get_attack(net.attack, torch.nn.Identity(), eps=net.eps, clip_min=net.clip_min, clip_max=net.clip_max,
+               **net.get_params_for("attack"))
 
 
 class AdversarialTeacher(SeededNetMixin, NeuralNetClassifier):
@@ -101,16 +109,11 @@ class AdversarialTeacher(SeededNetMixin, NeuralNetClassifier):
         self.random_state = random_state
 
     def check_training_readiness(self):
-        check_attack_name(self.attack, allow_none=True)
         if self.attack is not None:
-            if check_eps(self.eps) <= 0:
-                raise ValueError(f"eps must be > 0 for adversarial training; got eps={self.eps!r}")
+            check_training_attack(self, "adversarial training")
             if isinstance(self.adv_ratio, bool) or not isinstance(self.adv_ratio, numbers.Real) \
                     or not 0 <= self.adv_ratio <= 1:
                 raise ValueError(f"adv_ratio must be a number in [0, 1]; got adv_ratio={self.adv_ratio!r}")
-            # builds the attack once on a stand-in model, so bad attack__ parameters fail before training
-            get_attack(self.attack, torch.nn.Identity(), eps=self.eps, clip_min=self.clip_min,
-                       clip_max=self.clip_max, **self.get_params_for("attack"))
         super().check_training_readiness()
 
     def build_attack(self):

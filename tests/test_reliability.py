@@ -1,0 +1,177 @@
+"""Safe persistence, resumable fits and clear errors on malformed input."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from skorch.callbacks import Callback
+
+from robustkd import (AdaptiveWeighter, AdversarialTeacher, MultiTeacherDistiller, SmallCNN, get_attack,
+                      make_robust_scorer, robust_score, robustness_report)
+from robustkd.persistence import fit_resumable, load_weights, save_weights
+from robustkd.weighting import teacher_weights
+
+
+def teacher(**kwargs):
+    params = dict(module__input_shape=(1, 8, 8), attack="fgsm", eps=0.2, max_epochs=2, batch_size=64,
+                  train_split=None, verbose=0, random_state=0)
+    params.update(kwargs)
+    return AdversarialTeacher(SmallCNN, **params)
+
+
+def test_teacher_weights_round_trip_without_pickle(digits, tmp_path):
+    X_train, X_test, y_train, _ = digits
+    fitted = teacher().fit(X_train[:300], y_train[:300])
+    save_weights(fitted, tmp_path / "t.pt")
+    restored = load_weights(teacher(), tmp_path / "t.pt")
+    assert np.array_equal(restored.predict_proba(X_test), fitted.predict_proba(X_test))
+
+
+def test_distiller_and_its_teachers_round_trip_without_pickle(teacher_pool, digits, tmp_path):
+    X_train, X_test, y_train, _ = digits
+    kw = dict(max_epochs=1, batch_size=64, train_split=None, verbose=0, random_state=0)
+    fitted = MultiTeacherDistiller(teacher_pool, **kw).fit(X_train[:300], y_train[:300])
+    save_weights(fitted, tmp_path / "d.pt")
+    # the architecture comes from code: untrained teachers of the same shape; the weights come from the file
+    blank = [SmallCNN(input_shape=(1, 8, 8)) for _ in range(3)]
+    restored = load_weights(MultiTeacherDistiller(blank, **kw), tmp_path / "d.pt")
+    assert np.array_equal(restored.predict_proba(X_test), fitted.predict_proba(X_test))
+    x = torch.from_numpy(X_test[:10])
+    assert torch.equal(restored.teacher_logits(x), fitted.teacher_logits(x))
+    assert all(not p.requires_grad for p in restored.teachers_.parameters())
+
+
+class Payload:
+    """Unpickling this object would create a file: the kind of code a tampered pickle runs."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_tampered_file_is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"format": "robustkd-weights-1", "class": "AdversarialTeacher", "modules": Payload(str(marker))},
+               tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="not a weights-only file that can be loaded safely"):
+        load_weights(teacher(), tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+def test_weights_file_mismatches_are_clear(digits, tmp_path):
+    X_train, _, y_train, _ = digits
+    save_weights(teacher().fit(X_train[:100], y_train[:100]), tmp_path / "t.pt")
+    with pytest.raises(ValueError, match="the file holds a AdversarialTeacher; got a MultiTeacherDistiller"):
+        load_weights(MultiTeacherDistiller([SmallCNN((1, 8, 8))], max_epochs=1), tmp_path / "t.pt")
+    torch.save({"x": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a robustkd weights file"):
+        load_weights(teacher(), tmp_path / "other.pt")
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        save_weights(teacher(), tmp_path / "x.pt")
+
+
+class Crash(Callback):
+    """Kills the fit when epoch ``at`` begins, as a lost machine would."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def on_epoch_begin(self, net, **kwargs):
+        if len(net.history) == self.at:
+            raise RuntimeError("killed")
+
+
+def test_killed_fit_resumes_to_the_same_epoch_count_with_history(digits, tmp_path):
+    X_train, _, y_train, _ = digits
+    X, y = X_train[:300], y_train[:300]
+    with pytest.raises(RuntimeError, match="killed"):
+        fit_resumable(teacher(max_epochs=6, callbacks=[Crash(at=4)]), X, y, tmp_path)
+    saved = json.loads((tmp_path / "history.json").read_text())
+    assert len(saved) == 3
+    resumed = fit_resumable(teacher(max_epochs=6), X, y, tmp_path)
+    assert len(resumed.history) == 6 and resumed.history[:, "epoch"] == [1, 2, 3, 4, 5, 6]
+    assert resumed.history[:3, "train_loss"] == [row["train_loss"] for row in saved]
+    losses = resumed.history[:, "train_loss"]
+    assert losses[3] < losses[0], "epoch 4 must continue from the checkpoint, not from fresh weights"
+    again = fit_resumable(teacher(max_epochs=6), X, y, tmp_path)  # a finished fit is not extended
+    assert len(again.history) == 6
+
+
+def test_distiller_fit_resumes_too(teacher_pool, digits, tmp_path):
+    X_train, _, y_train, _ = digits
+    kw = dict(max_epochs=4, batch_size=64, train_split=None, verbose=0, random_state=0)
+    with pytest.raises(RuntimeError, match="killed"):
+        fit_resumable(MultiTeacherDistiller(teacher_pool, callbacks=[Crash(at=2)], **kw),
+                      X_train[:200], y_train[:200], tmp_path)
+    resumed = fit_resumable(MultiTeacherDistiller(teacher_pool, **kw), X_train[:200], y_train[:200], tmp_path)
+    assert len(resumed.history) == 4 and "weight_t0" in resumed.history[-1]
+
+
+def test_scores_are_identical_for_the_same_seed(standard_net, digits):
+    _, X_test, _, y_test = digits
+    a = robustness_report(standard_net, X_test, y_test, attacks=["pgd", "mim"], eps=[0.1], random_state=5)
+    b = robustness_report(standard_net, X_test, y_test, attacks=["pgd", "mim"], eps=[0.1], random_state=5)
+    assert a == b
+
+
+# ---------------------------------------------------------------- malformed input, fuzz-style
+GOOD_X = np.random.RandomState(0).rand(8, 1, 8, 8).astype(np.float32)
+GOOD_Y = np.arange(8) % 10
+BAD_INPUTS = [
+    ("X 1-D", dict(X=np.zeros(8, dtype=np.float32))),
+    ("X wrong channels", dict(X=np.zeros((8, 3, 8, 8), dtype=np.float32))),
+    ("X wrong size", dict(X=np.zeros((8, 1, 5, 5), dtype=np.float32))),
+    ("X NaN", dict(X=np.full((8, 1, 8, 8), np.nan, dtype=np.float32))),
+    ("X inf", dict(X=np.full((8, 1, 8, 8), np.inf, dtype=np.float32))),
+    ("X out of range", dict(X=GOOD_X * 255)),
+    ("X strings", dict(X=np.array([["a"]] * 8))),
+    ("X empty", dict(X=np.zeros((0, 1, 8, 8), dtype=np.float32), y=np.zeros(0, dtype=int))),
+    ("y too short", dict(y=GOOD_Y[:3])),
+    ("y 2-D", dict(y=GOOD_Y.reshape(4, 2))),
+    ("y negative", dict(y=-GOOD_Y - 1)),
+    ("y beyond classes", dict(y=GOOD_Y + 10)),
+    ("y fractional", dict(y=GOOD_Y + 0.5)),
+]
+
+
+def _call(fn, X, y):
+    return fn(X, y)
+
+
+@pytest.mark.parametrize("label, change", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+@pytest.mark.parametrize("entry", ["robust_score", "robustness_report", "scorer", "teacher.fit",
+                                   "distiller.fit"])
+def test_malformed_input_gets_a_clear_error_at_every_entry_point(standard_net, teacher_pool, entry, label,
+                                                                 change):
+    X, y = change.get("X", GOOD_X), change.get("y", GOOD_Y)
+    fn = {
+        "robust_score": lambda X, y: robust_score(standard_net, X, y, "fgsm", eps=0.1),
+        "robustness_report": lambda X, y: robustness_report(standard_net, X, y, attacks=["fgsm"], eps=[0.1]),
+        "scorer": lambda X, y: make_robust_scorer("fgsm", eps=0.1)(standard_net, X, y),
+        "teacher.fit": lambda X, y: teacher(max_epochs=1).fit(X, y),
+        "distiller.fit": lambda X, y: MultiTeacherDistiller(teacher_pool, max_epochs=1, train_split=None,
+                                                            verbose=0).fit(X, y),
+    }[entry]
+    with pytest.raises((ValueError, TypeError)) as info:
+        fn(X, y)
+    assert len(str(info.value)) > 15, "the message must say what is wrong"
+
+
+@pytest.mark.parametrize("call, exc", [
+    (lambda: get_attack("pgd", torch.nn.Identity(), eps=float("nan")), ValueError),
+    (lambda: get_attack("pgd", torch.nn.Identity(), eps=True), TypeError),
+    (lambda: get_attack("pgd", None, eps=0.1), TypeError),
+    (lambda: teacher_weights(torch.zeros(3, 2)), ValueError),
+    (lambda: teacher_weights(np.zeros((3, 2, 4))), ValueError),
+    (lambda: AdaptiveWeighter(tau=-1)(torch.zeros(3, 2, 4), torch.zeros(3, dtype=torch.long)), ValueError),
+    (lambda: make_robust_scorer("pgd", eps=-1), ValueError),
+    (lambda: make_robust_scorer([], eps=0.1), ValueError),
+])
+def test_malformed_arguments_to_helpers(call, exc):
+    with pytest.raises(exc):
+        call()
