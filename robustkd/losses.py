@@ -17,7 +17,6 @@ student, so **their gradients with respect to the student are identical** and tr
 same result (``tests/test_losses.py`` checks this); only the reported loss value differs.
 robustkd's estimators use ``"mixture"`` (its value is 0 when the student matches the target).
 """
-import torch
 import torch.nn.functional as F
 
 __all__ = ["mixture_kd_loss", "weighted_sum_kd_loss", "distillation_loss"]

@@ -1,7 +1,6 @@
 """The lightweight CNN used in the MTKD-AR experiments."""
 import numbers
 
-import torch
 from torch import nn
 
 __all__ = ["SmallCNN"]

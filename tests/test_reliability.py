@@ -1,6 +1,5 @@
 """Safe persistence, resumable fits and clear errors on malformed input."""
 import json
-import os
 
 import numpy as np
 import pytest
@@ -137,10 +136,6 @@ BAD_INPUTS = [
     ("y beyond classes", dict(y=GOOD_Y + 10)),
     ("y fractional", dict(y=GOOD_Y + 0.5)),
 ]
-
-
-def _call(fn, X, y):
-    return fn(X, y)
 
 
 @pytest.mark.parametrize("label, change", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
