@@ -76,6 +76,14 @@ class SeededNetMixin:
         self.caller_rng_state_ = None
         return super().on_train_end(net, X=X, y=y, **kwargs)
 
+    def get_dataset(self, dataset, y=None):
+        """As skorch's, but float64 arrays (numpy's default) are cast to float32, the modules' dtype."""
+        if isinstance(dataset, np.ndarray) and dataset.dtype == np.float64:
+            dataset = dataset.astype(np.float32)
+        elif isinstance(dataset, torch.Tensor) and dataset.dtype == torch.float64:
+            dataset = dataset.float()
+        return super().get_dataset(dataset, y)
+
     def check_data(self, X, y=None):
         """Check array data before training: lengths, finiteness, range, shape and labels.
 

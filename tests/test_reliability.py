@@ -170,3 +170,12 @@ def test_malformed_input_gets_a_clear_error_at_every_entry_point(standard_net, t
 def test_malformed_arguments_to_helpers(call, exc):
     with pytest.raises(exc):
         call()
+
+
+def test_float64_inputs_are_accepted_like_float32(teacher_pool, digits):
+    X_train, X_test, y_train, _ = digits
+    a = teacher().fit(X_train[:200], y_train[:200])
+    b = teacher().fit(X_train[:200].astype(np.float64), y_train[:200])
+    assert np.array_equal(a.predict_proba(X_test), b.predict_proba(X_test.astype(np.float64)))
+    d = MultiTeacherDistiller(teacher_pool, max_epochs=1, train_split=None, verbose=0, random_state=0)
+    assert d.fit(X_train[:200].astype(np.float64), y_train[:200]).predict(X_test.astype(np.float64)).shape == (540,)
