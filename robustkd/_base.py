@@ -77,11 +77,19 @@ class SeededNetMixin:
         return super().on_train_end(net, X=X, y=y, **kwargs)
 
     def get_dataset(self, dataset, y=None):
-        """As skorch's, but float64 arrays (numpy's default) are cast to float32, the modules' dtype."""
-        if isinstance(dataset, np.ndarray) and dataset.dtype == np.float64:
+        """As skorch's, but numeric arrays are cast to float32 (the modules' dtype; numpy defaults to
+        float64) and integral float labels to int64 (cross-entropy needs class indices)."""
+        if isinstance(dataset, np.ndarray) and dataset.dtype != np.float32 and (
+                np.issubdtype(dataset.dtype, np.number) or dataset.dtype == bool):
             dataset = dataset.astype(np.float32)
-        elif isinstance(dataset, torch.Tensor) and dataset.dtype == torch.float64:
+        elif isinstance(dataset, torch.Tensor) and dataset.dtype != torch.float32 and not dataset.is_complex():
             dataset = dataset.float()
+        if isinstance(dataset, (np.ndarray, torch.Tensor)) and dataset.dtype in (np.float32, torch.float32):
+            finite = np.isfinite(dataset).all() if isinstance(dataset, np.ndarray) else torch.isfinite(dataset).all()
+            if not finite:
+                raise ValueError("X contains NaN or infinite values")
+        if isinstance(y, np.ndarray) and np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0):
+            y = y.astype(np.int64)
         return super().get_dataset(dataset, y)
 
     def check_data(self, X, y=None):

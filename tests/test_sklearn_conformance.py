@@ -1,0 +1,63 @@
+"""scikit-learn's estimator checks, with the failures we expect and why.
+
+The checks feed small tabular data of varying widths, so the module here is a lazy MLP; the
+data range is opened with clip_min/clip_max because the checks use unbounded features.
+"""
+from sklearn.utils.estimator_checks import parametrize_with_checks
+from torch import nn
+
+from robustkd import AdversarialTeacher
+
+
+class TabularNet(nn.Module):
+    """An MLP whose input width is set by the first batch."""
+
+    def __init__(self, n_classes=3):
+        super().__init__()
+        self.net = nn.Sequential(nn.LazyLinear(16), nn.ReLU(), nn.Linear(16, n_classes))
+
+    def forward(self, X):
+        return self.net(X.flatten(1))
+
+
+SKORCH = "skorch's design, shared by every skorch net"
+EXPECTED_FAILURES = {
+    # skorch sets history_/initialized_/virtual params in __init__ and has its own set_params
+    "check_no_attributes_set_in_init": SKORCH,
+    "check_set_params": SKORCH + " (set_params routes prefixed parameters itself)",
+    # skorch nets do not record n_features_in_: input shapes belong to the module
+    "check_n_features_in": SKORCH,
+    "check_n_features_in_after_fitting": SKORCH,
+    # labels are indices into the module's logits (as in skorch): no string/object labels, no one-class y,
+    # and the module has a fixed number of outputs
+    "check_classifiers_classes": "labels must be integer class indices (skorch trains on them directly)",
+    "check_classifiers_train": "labels must be integer class indices; lists are not converted",
+    "check_dtype_object": "object arrays are not image tensors",
+    "check_classifiers_one_label": "the module has a fixed number of outputs; one-class y is not special-cased",
+    # our own, clear messages differ from the wording these checks look for
+    "check_complex_data": "rejected with 'y must hold integer class indices', not sklearn's wording",
+    "check_classifiers_regression_target": "rejected with 'y must hold integer class indices'",
+    "check_estimators_empty_data_messages": "rejected with 'X is empty (0 samples)' after skorch's own check",
+    "check_requires_y_none": "skorch's message for y=None differs from sklearn's wording",
+    "check_supervised_y_2d": "2-D y is an error ('y must be one-dimensional'), not a warning",
+    # input formats the image models do not take
+    "check_estimator_sparse_tag": "sparse input is not supported by torch image modules",
+    "check_estimator_sparse_array": "sparse input is not supported by torch image modules",
+    "check_estimator_sparse_matrix": "sparse input is not supported by torch image modules",
+    "check_classifier_data_not_an_array": "only numpy arrays and tensors are converted, not array-likes",
+    "check_fit2d_predict1d": "1-D X at predict time fails inside the module",
+}
+
+
+def expected_failures(estimator):
+    return EXPECTED_FAILURES
+
+
+@parametrize_with_checks([
+    AdversarialTeacher(TabularNet, attack=None, max_epochs=2, train_split=None, verbose=0, clip_min=-1e6,
+                       clip_max=1e6, random_state=0),
+    AdversarialTeacher(TabularNet, attack="fgsm", eps=0.1, max_epochs=2, train_split=None, verbose=0,
+                       clip_min=-1e6, clip_max=1e6, random_state=0),
+], expected_failed_checks=expected_failures)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
