@@ -262,15 +262,16 @@ class MultiTeacherDistiller(SeededNetMixin, NeuralNetClassifier):
             return torch.stack([t(X) for t in self.teachers_], dim=1)
 
     def _check_teachers(self, Xb):
-        """Check the teachers and the student on one batch; return the number of classes."""
-        outputs = []
+        """Check the teachers and the student on one batch; return the teachers' logits ``(n, K, C)``."""
+        logits = []
         with torch.no_grad():
             for k, t in enumerate(self.teachers_):
                 try:
-                    outputs.append(t(Xb).shape[1])
+                    logits.append(t(Xb))
                 except RuntimeError as exc:
                     raise ValueError(f"teachers[{k}] cannot take inputs of shape {tuple(Xb.shape[1:])}: "
                                      f"{exc}") from exc
+            outputs = [z.shape[1] for z in logits]
             if len(set(outputs)) > 1:
                 raise ValueError(f"the teachers disagree on the number of classes: {outputs}")
             was_training = self.module_.training
@@ -278,7 +279,7 @@ class MultiTeacherDistiller(SeededNetMixin, NeuralNetClassifier):
             self.module_.train(was_training)
         if student_out != outputs[0]:
             raise ValueError(f"the student has {student_out} outputs but the teachers have {outputs[0]}")
-        return outputs[0]
+        return torch.stack(logits, dim=1)
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         super().on_train_begin(net, X=X, y=y, **kwargs)
@@ -287,12 +288,14 @@ class MultiTeacherDistiller(SeededNetMixin, NeuralNetClassifier):
         cache = []
         for batch in self.get_iterator(self.get_dataset(X, y), training=False):
             Xb = torch.as_tensor(unpack_data(batch)[0]["X"], device=self.device)
-            if not cache:
-                n_classes = self._check_teachers(Xb)
-                if y is not None and (y_arr.min() < 0 or y_arr.max() >= n_classes):
-                    raise ValueError(f"y holds labels outside the teachers' classes 0..{n_classes - 1}: "
-                                     f"min {y_arr.min()}, max {y_arr.max()}")
-            cache.append(self.teacher_logits(Xb))
+            if cache:
+                cache.append(self.teacher_logits(Xb))
+                continue
+            cache.append(self._check_teachers(Xb))  # the first batch's logits, checked on the way
+            n_classes = cache[0].shape[2]
+            if y is not None and (y_arr.min() < 0 or y_arr.max() >= n_classes):
+                raise ValueError(f"y holds labels outside the teachers' classes 0..{n_classes - 1}: "
+                                 f"min {y_arr.min()}, max {y_arr.max()}")
             if not self.cache_teacher_outputs:
                 break
         self.teacher_cache_ = torch.cat(cache) if self.cache_teacher_outputs else None
