@@ -34,30 +34,6 @@ def _csv(kind):
     return parse
 
 
-def load_dataset(name, data_home=None, download=False, seed=0, test_size=0.25):
-    """Return ``(X_train, X_test, y_train, y_test)`` for a dataset name of the command line."""
-    from sklearn.model_selection import train_test_split
-
-    from . import datasets
-
-    if name == "digits":
-        X, y = datasets.load_digits_images()
-        return train_test_split(X, y, test_size=test_size, random_state=seed, stratify=y)
-    loader = datasets.load_mnist if name == "mnist" else datasets.load_fashion_mnist
-    X_train, y_train = loader(data_home, train=True, download=download)
-    X_test, y_test = loader(data_home, train=False, download=download)
-    return X_train, X_test, y_train, y_test
-
-
-def _subsample(X, y, n, seed):
-    import numpy as np
-
-    if n is None or n >= len(X):
-        return X, y
-    idx = np.random.RandomState(seed).permutation(len(X))[:n]
-    return X[idx], y[idx]
-
-
 def format_report(rows, title=None):
     """Render :func:`robustkd.robustness_report` records as a text table (attacks x eps)."""
     eps = sorted({r["eps"] for r in rows if r["attack"] != "clean"})
@@ -83,12 +59,13 @@ def cmd_evaluate(args):
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise CLIError(f"--device {args.device} was asked for, but CUDA is not available here")
+    from .experiments import load_split
+
     try:
-        X_train, X_test, y_train, y_test = load_dataset(args.dataset, args.data_home, args.download, args.seed)
+        X_train, X_test, y_train, y_test = load_split(args.dataset, args.data_home, args.download, args.seed,
+                                                      args.n_train, args.n_test)
     except FileNotFoundError as exc:
         raise CLIError(f"{exc}; or run with --download") from None
-    X_train, y_train = _subsample(X_train, y_train, args.n_train, args.seed)
-    X_test, y_test = _subsample(X_test, y_test, args.n_test, args.seed)
     torch.manual_seed(args.seed)
     net = NeuralNetClassifier(
         SmallCNN, module__input_shape=X_train.shape[1:], module__n_classes=int(y_train.max()) + 1,

@@ -94,25 +94,49 @@ def _key(**parts):
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _load_split(cfg):
+def load_split(dataset, data_home=None, download=False, seed=0, n_train=None, n_test=None):
+    """``(X_train, X_test, y_train, y_test)`` for a dataset name of the command line.
+
+    Digits is split 75/25 (stratified, ``seed``); MNIST and Fashion-MNIST use their own test
+    sets. ``n_train``/``n_test`` draw random subsets with ``seed``. Shared by
+    ``robustkd evaluate`` and :func:`reproduce`.
+
+    Parameters
+    ----------
+    dataset : {"digits", "mnist", "fashion-mnist"}
+        Data set name.
+    data_home : str, optional
+        Folder holding ``MNIST/raw`` or ``FashionMNIST/raw``.
+    download : bool, default=False
+        Download MNIST/Fashion-MNIST when missing.
+    seed : int, default=0
+        Seeds the digits split and the subsets.
+    n_train, n_test : int, optional
+        Sizes of random subsets of the training and test sets.
+
+    Returns
+    -------
+    tuple of ndarray
+        ``(X_train, X_test, y_train, y_test)``.
+    """
     import numpy as np
     from sklearn.model_selection import train_test_split
 
     from . import datasets
 
-    if cfg.dataset == "digits":
+    if dataset == "digits":
         X, y = datasets.load_digits_images()
-        X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=cfg.seed, stratify=y)
+        X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=seed, stratify=y)
     else:
-        loader = datasets.load_mnist if cfg.dataset == "mnist" else datasets.load_fashion_mnist
-        X_train, y_train = loader(cfg.data_home, train=True, download=cfg.download)
-        X_test, y_test = loader(cfg.data_home, train=False, download=cfg.download)
-    rng = np.random.RandomState(cfg.seed)
-    if cfg.n_train and cfg.n_train < len(X_train):
-        idx = rng.permutation(len(X_train))[:cfg.n_train]
+        loader = datasets.load_mnist if dataset == "mnist" else datasets.load_fashion_mnist
+        X_train, y_train = loader(data_home, train=True, download=download)
+        X_test, y_test = loader(data_home, train=False, download=download)
+    rng = np.random.RandomState(seed)
+    if n_train and n_train < len(X_train):
+        idx = rng.permutation(len(X_train))[:n_train]
         X_train, y_train = X_train[idx], y_train[idx]
-    if cfg.n_test and cfg.n_test < len(X_test):
-        idx = rng.permutation(len(X_test))[:cfg.n_test]
+    if n_test and n_test < len(X_test):
+        idx = rng.permutation(len(X_test))[:n_test]
         X_test, y_test = X_test[idx], y_test[idx]
     return X_train, X_test, y_train, y_test
 
@@ -155,7 +179,8 @@ def reproduce(cfg, progress=None):
 
     log = progress or logger.info
     os.makedirs(os.path.join(cfg.out, "models"), exist_ok=True)
-    X_train, X_test, y_train, y_test = _load_split(cfg)
+    X_train, X_test, y_train, y_test = load_split(cfg.dataset, cfg.data_home, cfg.download, cfg.seed,
+                                                  cfg.n_train, cfg.n_test)
     n_classes = int(max(y_train.max(), y_test.max())) + 1
     common = dict(module__input_shape=tuple(X_train.shape[1:]), module__n_classes=n_classes,
                   max_epochs=cfg.epochs, batch_size=cfg.batch_size, train_split=None, verbose=0, device=cfg.device)
