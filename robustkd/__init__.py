@@ -2,34 +2,46 @@
 
 Implements MTKD-AR (Munir, Ullah and Zaidi, 2025, arXiv:2507.20996) behind a
 scikit-learn estimator API built on skorch, with robust scoring over advertorch attacks.
+
+The public names are imported on first use (PEP 562), so ``import robustkd`` and the
+command line's ``--help`` do not pay for importing torch.
 """
-from .attacks import available_attacks, get_attack
-from .callbacks import RobustAccuracy
-from .distiller import MultiTeacherDistiller
-from .datasets import load_digits_images, load_fashion_mnist, load_mnist
-from .models import SmallCNN
-from .scoring import make_robust_scorer, plot_robustness_curves, robust_mask, robust_score, robustness_report
-from .teachers import AdversarialTeacher, TeacherPool
-from .weighting import AdaptiveWeighter
+import importlib
 
 __version__ = "0.1.0.dev0"
 
-__all__ = [
-    "AdversarialTeacher",
-    "TeacherPool",
-    "RobustAccuracy",
-    "MultiTeacherDistiller",
-    "AdaptiveWeighter",
-    "available_attacks",
-    "get_attack",
-    "load_digits_images",
-    "load_fashion_mnist",
-    "load_mnist",
-    "SmallCNN",
-    "make_robust_scorer",
-    "plot_robustness_curves",
-    "robust_mask",
-    "robust_score",
-    "robustness_report",
-    "__version__",
-]
+_EXPORTS = {
+    "AdversarialTeacher": "teachers",
+    "TeacherPool": "teachers",
+    "RobustAccuracy": "callbacks",
+    "EpochLog": "callbacks",
+    "MultiTeacherDistiller": "distiller",
+    "AdaptiveWeighter": "weighting",
+    "available_attacks": "attacks",
+    "get_attack": "attacks",
+    "load_digits_images": "datasets",
+    "load_fashion_mnist": "datasets",
+    "load_mnist": "datasets",
+    "load_split": "datasets",
+    "SmallCNN": "models",
+    "make_robust_scorer": "scoring",
+    "plot_robustness_curves": "scoring",
+    "robust_mask": "scoring",
+    "robust_score": "scoring",
+    "robustness_report": "scoring",
+}
+
+__all__ = list(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'robustkd' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

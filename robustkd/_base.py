@@ -1,13 +1,13 @@
-"""What robustkd's skorch estimators share: logits defaults, seeding, input checks."""
+"""What robustkd's skorch estimators share: defaults, seeding, interruption, device and input handling."""
 import contextlib
 import numbers
 
 import numpy as np
 import torch
 
-from ._inputs import check_images, encode_labels
+from ._inputs import as_array, check_device, check_images, encode_labels, is_index_labels, not_fitted_error
 
-__all__ = ["SeededNetMixin", "check_random_state_int", "check_seed"]
+__all__ = ["SeededNetMixin", "check_random_state_int", "check_seed", "derive_seed", "net_defaults"]
 
 
 def check_seed(random_state, name="random_state"):
@@ -19,6 +19,11 @@ def check_seed(random_state, name="random_state"):
     return int(random_state)
 
 
+def derive_seed(*parts):
+    """A seed in ``[0, 2**31)`` determined by the integers ``parts`` alone (numpy's SeedSequence)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
 def check_random_state_int(random_state, n):
     """Draw ``n`` independent integer seeds from ``random_state`` (all None if it is None)."""
     seed = check_seed(random_state)
@@ -27,16 +32,32 @@ def check_random_state_int(random_state, n):
     return [int(s) for s in np.random.RandomState(seed).randint(0, 2**31 - 1, size=n)]
 
 
-class SeededNetMixin:
-    """Mixin for skorch nets with a ``random_state`` parameter.
+def net_defaults(kwargs):
+    """robustkd's defaults for skorch arguments: training batches are shuffled (skorch's are not)."""
+    kwargs.setdefault("iterator_train__shuffle", True)
+    return kwargs
 
-    With ``random_state`` set, module initialisation, batch shuffling, dropout and
-    attack random starts draw from torch's RNG seeded with it, and the caller's
-    global RNG state is saved before and restored after the fit, so user code that
-    seeds torch itself is not disturbed. CUDA RNG is seeded too when the net runs
-    on CUDA. Requires ``self.random_state``.
+
+class SeededNetMixin:
+    """Mixin for robustkd's skorch nets (requires ``self.random_state``).
+
+    * **Seeding.** With ``random_state`` set, module initialisation uses ``random_state`` and
+      epoch ``e`` draws its shuffling, dropout and attack starts from a seed derived from
+      ``(random_state, e)`` alone, so a fit resumed from a checkpoint after epoch ``e`` continues
+      exactly as an uninterrupted fit would. The caller's global RNG state is saved before the
+      fit and restored after it, also when the fit raises. CUDA's RNG is handled too.
+    * **Interruption.** skorch's ``fit`` swallows ``KeyboardInterrupt`` and returns a half-trained
+      net. Here the epochs that finished stay in ``history``, the ``on_train_end`` callbacks run
+      as in skorch, and then the ``KeyboardInterrupt`` propagates, so a script stops instead of
+      carrying on with a model that trained fewer epochs than asked.
+    * **Devices.** ``device="auto"`` is resolved to ``"cuda"`` when CUDA is available, else
+      ``"cpu"``, when the net is initialised; ``"cuda"`` on a machine without CUDA is a clear error.
+    * **Inputs.** pandas objects and float64/integer arrays are converted; labels that are not
+      integer class indices (e.g. strings) are encoded through ``classes_`` and ``predict``
+      returns them.
     """
 
+    # ------------------------------------------------------------------ RNG
     @contextlib.contextmanager
     def seeded_rng(self, offset=0):
         """Within the block, torch's RNG is seeded with ``random_state + offset`` (if set)."""
@@ -46,12 +67,14 @@ class SeededNetMixin:
         finally:
             self._restore_rng(state)
 
+    def _uses_cuda(self):
+        return str(self.device).startswith("cuda") and torch.cuda.is_available()
+
     def _fork_seed(self, offset):
         seed = check_seed(self.random_state)
         if seed is None:
             return None
-        cuda = str(self.device).startswith("cuda") and torch.cuda.is_available()
-        state = (torch.get_rng_state(), torch.cuda.get_rng_state_all() if cuda else None)
+        state = (torch.get_rng_state(), torch.cuda.get_rng_state_all() if self._uses_cuda() else None)
         torch.manual_seed(seed + offset)
         return state
 
@@ -63,22 +86,65 @@ class SeededNetMixin:
         if state[1] is not None:
             torch.cuda.set_rng_state_all(state[1])
 
+    def _restore_caller_rng(self):
+        self._restore_rng(self.__dict__.pop("caller_rng_state_", None))
+
+    # ------------------------------------------------------------ lifecycle
+    def initialize(self):
+        """Resolve and check ``device`` (``"auto"`` becomes ``"cuda"`` or ``"cpu"``), then initialise."""
+        self.device = check_device(self.device)
+        return super().initialize()
+
     def initialize_module(self):
         with self.seeded_rng(0):
             return super().initialize_module()
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
+        self._restore_caller_rng()
         self.caller_rng_state_ = self._fork_seed(1)
         return super().on_train_begin(net, X=X, y=y, **kwargs)
 
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        super().on_epoch_begin(net, dataset_train=dataset_train, dataset_valid=dataset_valid, **kwargs)
+        seed = check_seed(self.random_state)
+        if seed is not None:  # epoch e's randomness depends on (random_state, e) only
+            torch.manual_seed(derive_seed(seed, len(self.history)))
+
     def on_train_end(self, net, X=None, y=None, **kwargs):
-        self._restore_rng(getattr(self, "caller_rng_state_", None))
-        self.caller_rng_state_ = None
+        self._restore_caller_rng()
         return super().on_train_end(net, X=X, y=y, **kwargs)
 
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        try:
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        except KeyboardInterrupt:
+            self.interrupted_ = True  # re-raised in notify("on_train_end"), after skorch's own handling
+            raise
+        except BaseException:
+            self._restore_caller_rng()
+            raise
+
+    def notify(self, method_name, **cb_kwargs):
+        super().notify(method_name, **cb_kwargs)
+        if method_name == "on_train_end" and self.__dict__.pop("interrupted_", False):
+            raise KeyboardInterrupt
+
+    def check_is_fitted(self, attributes=None, *args, **kwargs):
+        """Raise skorch's ``NotInitializedError`` (a scikit-learn ``NotFittedError``) before ``fit``."""
+        if not getattr(self, "initialized_", False):
+            raise not_fitted_error(self)
+        return super().check_is_fitted(attributes, *args, **kwargs)
+
+    # --------------------------------------------------------------- inputs
+    def _encode_y(self, y):
+        if y is None or not getattr(self, "encodes_labels_", False):
+            return y
+        return encode_labels(y, len(y), len(self.classes_), classes=self.classes_).numpy()
+
     def get_dataset(self, dataset, y=None):
-        """As skorch's, but numeric arrays are cast to float32 (the modules' dtype; numpy defaults to
-        float64) and integral float labels to int64 (cross-entropy needs class indices)."""
+        """As skorch's, but pandas objects become arrays, numeric arrays are cast to float32 (the
+        modules' dtype), integral float labels to int64, and non-index labels are encoded."""
+        dataset, y = as_array(dataset), as_array(y)
         if isinstance(dataset, np.ndarray) and dataset.dtype != np.float32 and (
                 np.issubdtype(dataset.dtype, np.number) or dataset.dtype == bool):
             dataset = dataset.astype(np.float32)
@@ -90,15 +156,19 @@ class SeededNetMixin:
                 raise ValueError("X contains NaN or infinite values")
         if isinstance(y, np.ndarray) and np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0):
             y = y.astype(np.int64)
-        return super().get_dataset(dataset, y)
+        return super().get_dataset(dataset, self._encode_y(y))
 
     def check_data(self, X, y=None):
         """Check array data before training: lengths, finiteness, range, shape and labels.
 
-        A trial forward pass of two samples turns shape mismatches into a ValueError that
-        names the input shape, instead of an error deep inside torch.
+        Labels that are not integer class indices (strings, for instance) are encoded through
+        ``classes_`` (their sorted unique values). A trial forward pass of two samples turns
+        shape mismatches into a ValueError that names the input shape.
         """
+        X, y = as_array(X), as_array(y)
         super().check_data(X, y)
+        if y is not None:
+            self.encodes_labels_ = not is_index_labels(y)
         if y is None or isinstance(X, torch.utils.data.Dataset) or not isinstance(X, (np.ndarray, torch.Tensor)):
             return
         if len(X) != len(y):
@@ -110,7 +180,31 @@ class SeededNetMixin:
             with torch.no_grad():
                 n_outputs = module.eval()(X_t[:2].to(self.device)).shape[1]
         except RuntimeError as exc:
-            raise ValueError(f"the module cannot take inputs of shape {tuple(X_t.shape[1:])}: {exc}") from exc
+            hint = (" (images need a channel axis: pass X[:, None] for shape "
+                    f"{(len(X_t), 1, *X_t.shape[1:])})" if X_t.dim() == 3 else "")
+            raise ValueError(f"the module cannot take inputs of shape {tuple(X_t.shape[1:])}{hint}: {exc}") \
+                from exc
         finally:
             module.train(was_training)
-        encode_labels(y, len(X_t), n_outputs)
+        if self.encodes_labels_:
+            if len(self.classes_) > n_outputs:
+                raise ValueError(f"y has {len(self.classes_)} distinct labels but the module has {n_outputs} "
+                                 "outputs")
+        else:
+            encode_labels(y, len(X_t), n_outputs)
+
+    def predict(self, X):
+        """Predicted labels: ``classes_`` entries when ``fit`` got non-index labels, else logit indices.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Inputs.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Predicted labels.
+        """
+        indices = super().predict(X)
+        return np.asarray(self.classes_)[indices] if getattr(self, "encodes_labels_", False) else indices

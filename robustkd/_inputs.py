@@ -3,9 +3,75 @@ import numbers
 
 import numpy as np
 import torch
+from sklearn.pipeline import Pipeline
+from skorch.exceptions import NotInitializedError
 from torch import nn
 
-__all__ = ["resolve_model", "check_images", "encode_labels", "module_device"]
+__all__ = ["resolve_model", "check_images", "encode_labels", "module_device", "as_array", "check_device",
+           "is_index_labels", "model_classes", "not_fitted_error"]
+
+DEVICES = "'cpu', 'cuda', 'cuda:<index>', 'mps' or 'auto'"
+
+
+def check_device(device, name="device"):
+    """Return ``device`` resolved (``"auto"`` gives CUDA when available) after checking it can be used.
+
+    ``None`` is returned unchanged (skorch's "leave tensors where they are").
+    """
+    if device is None or isinstance(device, torch.device) and device.type == "cpu":
+        return device
+    if isinstance(device, str) and device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"{name} must be one of {DEVICES}; got {name}={device!r}") from exc
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name}={device!r} was asked for, but CUDA is not available on this machine "
+                         f"(torch.cuda.is_available() is False); use {name}='cpu', or {name}='auto' to use a GPU "
+                         "only where there is one")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise ValueError(f"{name}={device!r} names a GPU that does not exist; this machine has "
+                         f"{torch.cuda.device_count()} CUDA device(s)")
+    if parsed.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"{name}={device!r} was asked for, but MPS is not available on this machine; use "
+                         f"{name}='cpu' or {name}='auto'")
+    if parsed.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"{name} must be one of {DEVICES}; got {name}={device!r}")
+    return device
+
+
+def not_fitted_error(estimator, what="using it"):
+    """The error every robustkd entry point raises for an unfitted net.
+
+    skorch's ``NotInitializedError`` is a subclass of scikit-learn's ``NotFittedError``, so
+    ``except NotFittedError`` catches it wherever it comes from.
+    """
+    return NotInitializedError(f"This {type(estimator).__name__} is not fitted yet; call fit before {what}")
+
+
+def as_array(data):
+    """pandas DataFrame/Series as a numpy array; anything else unchanged."""
+    if type(data).__module__.split(".")[0] == "pandas" and hasattr(data, "to_numpy"):
+        return data.to_numpy()
+    return data
+
+
+def is_index_labels(y):
+    """True unless ``y`` holds non-numeric labels (strings, objects), which estimators encode.
+
+    Numeric labels are class indices into the logits; they are validated as such elsewhere
+    (fractional or NaN values are errors, not labels to encode).
+    """
+    y = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(as_array(y))
+    return y.dtype.kind not in "USO"
+
+
+def model_classes(model):
+    """The label values of a net fitted on non-index labels (e.g. strings), else None."""
+    if getattr(model, "encodes_labels_", False):
+        return np.asarray(model.classes_)
+    return None
 
 
 def module_device(module):
@@ -24,8 +90,6 @@ def resolve_model(model, X):
     ``X`` first, so perturbations live in the space the network sees.
     As in skorch's own training, labels are indices into the module's logits.
     """
-    from sklearn.pipeline import Pipeline
-
     if isinstance(model, Pipeline):
         if len(model.steps) > 1:
             X = model[:-1].transform(X)
@@ -35,10 +99,8 @@ def resolve_model(model, X):
     if hasattr(model, "initialize_module") and hasattr(model, "module"):  # a skorch net
         module = getattr(model, "module_", None)
         if not getattr(model, "initialized_", False) or not isinstance(module, nn.Module):
-            from sklearn.exceptions import NotFittedError
-
-            raise NotFittedError(f"This {type(model).__name__} is not fitted yet; call fit before scoring it")
-        return module, X, torch.device(model.device)
+            raise not_fitted_error(model, "scoring it")
+        return module, X, torch.device(check_device(model.device))
     raise TypeError(
         "model must be a torch.nn.Module returning logits, a fitted skorch net, or a Pipeline "
         f"ending in one; got {type(model).__name__}"
@@ -47,6 +109,7 @@ def resolve_model(model, X):
 
 def check_images(X, *, clip_min=0.0, clip_max=1.0, name="X"):
     """Return ``X`` as a float32 CPU tensor after checking it is finite and in range."""
+    X = as_array(X)
     if isinstance(X, torch.Tensor):
         X = X.detach().to("cpu", torch.float32)
     else:
@@ -69,16 +132,33 @@ def check_images(X, *, clip_min=0.0, clip_max=1.0, name="X"):
     return X
 
 
-def encode_labels(y, n_samples, n_outputs):
-    """Return ``y`` as an int64 tensor after checking it holds indices in ``[0, n_outputs)``."""
-    y_arr = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+def encode_labels(y, n_samples, n_outputs, classes=None):
+    """Return ``y`` as an int64 tensor of indices in ``[0, n_outputs)``.
+
+    Without ``classes``, ``y`` must already hold indices; with ``classes`` (the label values of
+    a net fitted on non-index labels), each label is replaced by its position in ``classes``.
+    """
+    y_arr = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(as_array(y))
     if y_arr.ndim != 1:
         raise ValueError(f"y must be one-dimensional; got shape {y_arr.shape}")
     if len(y_arr) != n_samples:
         raise ValueError(f"X and y have different lengths: len(X)={n_samples}, len(y)={len(y_arr)}")
+    if classes is not None:
+        classes = np.asarray(classes)
+        try:
+            idx = np.clip(np.searchsorted(classes, y_arr), 0, len(classes) - 1)
+            unknown = classes[idx] != y_arr
+        except TypeError as exc:
+            raise ValueError(f"y holds labels of type {y_arr.dtype} that cannot be compared with the model's "
+                             f"classes {classes[:10].tolist()}") from exc
+        if unknown.any():
+            raise ValueError(f"y holds labels {sorted(set(y_arr[unknown].tolist()))[:10]} that the model was not "
+                             f"fitted on; its classes are {classes[:10].tolist()}")
+        return torch.from_numpy(idx.astype(np.int64))
     if not (np.issubdtype(y_arr.dtype, np.integer) or (
             np.issubdtype(y_arr.dtype, np.floating) and np.all(np.mod(y_arr, 1) == 0))):
-        raise ValueError(f"y must hold integer class indices; got dtype {y_arr.dtype}")
+        raise ValueError(f"y must hold integer class indices (or labels a robustkd estimator was fitted on); got "
+                         f"dtype {y_arr.dtype}")
     y_arr = y_arr.astype(np.int64)
     bad = y_arr[(y_arr < 0) | (y_arr >= n_outputs)]
     if bad.size:

@@ -13,16 +13,96 @@ function returning probabilities.
 """
 import contextlib
 import numbers
+import warnings
 
+import numpy as np
 import torch
 from torch import nn
 
 from ._compat import import_advertorch_attacks
+from .exceptions import RobustKDWarning
 
 _adv = import_advertorch_attacks()
+from advertorch.attacks.iterative_projected_gradient import perturb_iterative  # noqa: E402
 from advertorch.loss import CWLoss  # noqa: E402  (after the compat shim)
+from advertorch.utils import clamp, clamp_by_pnorm  # noqa: E402
 
-__all__ = ["available_attacks", "get_attack", "perturb", "attack_mode", "EpsBoundedCW"]
+__all__ = ["available_attacks", "get_attack", "perturb", "attack_mode", "sample_seeds", "EpsBoundedCW",
+           "SeededStartLinfPGD", "SeededStartL2PGD"]
+
+_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def sample_seeds(random_state, indices, salt=0):
+    """One seed per sample, determined by ``(random_state, index, salt)`` alone (splitmix64).
+
+    Parameters
+    ----------
+    random_state : int
+        The evaluation's seed.
+    indices : array-like of int
+        Each sample's position in the evaluated data.
+    salt : int, default=0
+        Distinguishes repeated runs (restarts) of the same attack.
+
+    Returns
+    -------
+    ndarray of int64
+        Seeds in ``[0, 2**63)``.
+    """
+    with np.errstate(over="ignore"):
+        z = np.asarray(indices, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        z = z + np.uint64(int(random_state) & 0xFFFFFFFF) * np.uint64(0xBF58476D1CE4E5B9) \
+            + np.uint64(int(salt) & 0xFFFF) * np.uint64(0x94D049BB133111EB) + np.uint64(0x632BE59BD9B4E019)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(1)).astype(np.int64)
+
+
+def _uniform_per_sample(seeds, shape):
+    """``len(seeds)`` tensors of ``shape``, uniform in [0, 1), row i drawn from a generator seeded with seeds[i]."""
+    gen = torch.Generator()
+    return torch.stack([torch.rand(shape, generator=gen.manual_seed(int(s))) for s in seeds])
+
+
+class _SeededStart:
+    """PGD whose random start can be drawn per sample from given seeds.
+
+    ``perturb(x, y, sample_seeds=...)`` gives sample i the start drawn from ``sample_seeds[i]``,
+    with the distribution advertorch uses (uniform in the eps-box for L-inf; uniform in the
+    input range, then projected onto the eps-ball, for L2), so a sample gets the same start
+    whether it is attacked alone, in a cascade of attacks, or in another batch. Without
+    seeds it is advertorch's attack unchanged.
+    """
+
+    def perturb(self, x, y=None, sample_seeds=None):
+        if sample_seeds is None or not self.rand_init:
+            return super().perturb(x, y)
+        x, y = self._verify_and_process_inputs(x, y)
+        u = _uniform_per_sample(sample_seeds, x.shape[1:]).to(device=x.device, dtype=x.dtype)
+        if self.ord == 2:
+            delta = clamp_by_pnorm(self.clip_min + u * (self.clip_max - self.clip_min) - x, 2, self.eps)
+        else:
+            delta = (2 * u - 1) * self.eps
+        delta = nn.Parameter(clamp(x + delta, min=self.clip_min, max=self.clip_max) - x)
+        return perturb_iterative(x, y, self.predict, nb_iter=self.nb_iter, eps=self.eps, eps_iter=self.eps_iter,
+                                 loss_fn=self.loss_fn, minimize=self.targeted, ord=self.ord,
+                                 clip_min=self.clip_min, clip_max=self.clip_max, delta_init=delta,
+                                 l1_sparsity=self.l1_sparsity).data
+
+    def __repr__(self):
+        return (f"{type(self).__name__}(eps={self.eps}, nb_iter={self.nb_iter}, eps_iter={self.eps_iter}, "
+                f"rand_init={self.rand_init}, loss_fn={type(self.loss_fn).__name__}, targeted={self.targeted}, "
+                f"clip_min={self.clip_min}, clip_max={self.clip_max})")
+
+
+class SeededStartLinfPGD(_SeededStart, _adv.LinfPGDAttack):
+    """advertorch's ``LinfPGDAttack`` with per-sample seeded random starts (see ``sample_seeds``)."""
+
+
+class SeededStartL2PGD(_SeededStart, _adv.L2PGDAttack):
+    """advertorch's ``L2PGDAttack`` with per-sample seeded random starts (see ``sample_seeds``)."""
 
 
 class EpsBoundedCW(_adv.Attack, _adv.LabelMixin):
@@ -100,11 +180,11 @@ def _spsa(model, eps, clip_min, clip_max, params):
 _REGISTRY = {
     "fgsm": (_fgsm, "linf", 0.1, {}, {"loss_fn", "targeted"},
              "Fast gradient sign method, one step (Goodfellow et al., 2015)."),
-    "pgd": (*_iterative(_adv.LinfPGDAttack, "linf", 2.5), 0.1,
+    "pgd": (*_iterative(SeededStartLinfPGD, "linf", 2.5), 0.1,
             {"nb_iter": 10, "rand_init": True}, {"eps_iter", "loss_fn", "targeted"},
             "L-inf projected gradient descent with random start (Madry et al., 2018); "
             "eps_iter defaults to 2.5 * eps / nb_iter."),
-    "pgd_l2": (*_iterative(_adv.L2PGDAttack, "l2", 2.5), 1.0,
+    "pgd_l2": (*_iterative(SeededStartL2PGD, "l2", 2.5), 1.0,
                {"nb_iter": 10, "rand_init": True}, {"eps_iter", "loss_fn", "targeted"},
                "L2 projected gradient descent with random start; eps is an L2 radius."),
     "bim": (*_iterative(_adv.LinfBasicIterativeAttack, "linf", 2.5), 0.1,
@@ -119,7 +199,7 @@ _REGISTRY = {
            {"abort_early", "targeted"},
            "Carlini-Wagner L2 (2017); examples whose perturbation exceeds the L2 radius eps "
            "are counted as clean."),
-    "cw_linf": (*_iterative(_adv.LinfPGDAttack, "linf", 2.5, loss_fn=CWLoss(reduction="sum")), 0.1,
+    "cw_linf": (*_iterative(SeededStartLinfPGD, "linf", 2.5, loss_fn=CWLoss(reduction="sum")), 0.1,
                 {"nb_iter": 10, "rand_init": True}, {"eps_iter", "targeted"},
                 "L-inf PGD on the Carlini-Wagner margin loss (the 'CW-inf' of robust "
                 "distillation papers)."),
@@ -221,10 +301,16 @@ def get_attack(attack, model, *, eps=None, clip_min=0.0, clip_max=1.0, **params)
         raise ValueError(f"Unknown attack {attack!r}; known attacks are {sorted(_REGISTRY)}")
     if not callable(model):
         raise TypeError(f"model must be a callable returning logits; got {type(model).__name__}")
-    build, _, default_eps, defaults, extra, _ = _REGISTRY[attack]
+    build, norm, default_eps, defaults, extra, _ = _REGISTRY[attack]
     eps = default_eps if eps is None else check_eps(eps)
     if not float(clip_min) < float(clip_max):
         raise ValueError(f"clip_min must be < clip_max; got clip_min={clip_min}, clip_max={clip_max}")
+    width = float(clip_max) - float(clip_min)
+    if norm == "linf" and eps > width:
+        warnings.warn(f"eps={eps:g} is larger than the input range [clip_min={clip_min:g}, clip_max={clip_max:g}]"
+                      f" (width {width:g}): the attack may move every input anywhere, so accuracy under it means "
+                      f"nothing. Budgets are in input units: for images in [0, 1], '8/255' is eps={8 / 255:.4f}, "
+                      "not eps=8", RobustKDWarning, stacklevel=2)
     unknown = set(params) - set(defaults) - extra
     if unknown:
         raise TypeError(
@@ -272,7 +358,7 @@ def attack_mode(module):
             p.requires_grad_(flag)
 
 
-def perturb(attack, x, y):
+def perturb(attack, x, y, sample_seeds=None):
     """Run ``attack`` on ``(x, y)`` and return detached adversarial examples.
 
     The attacked model (``attack.predict``) runs in eval mode with frozen
@@ -281,14 +367,21 @@ def perturb(attack, x, y):
     Parameters
     ----------
     attack : advertorch.attacks.Attack
+        The attack, bound to its model.
     x : torch.Tensor of shape (n_samples, ...)
+        Inputs.
     y : torch.Tensor of shape (n_samples,)
+        Labels.
+    sample_seeds : array-like of int of shape (n_samples,), optional
+        Per-sample seeds of the random start, for the attacks that take them (PGD,
+        PGD-L2, CW-L-inf; see :func:`sample_seeds`); ignored by the others.
 
     Returns
     -------
     torch.Tensor
         Adversarial examples, same shape and device as ``x``.
     """
+    kwargs = {"sample_seeds": sample_seeds} if sample_seeds is not None and isinstance(attack, _SeededStart) else {}
     with attack_mode(getattr(attack, "predict", None)), torch.enable_grad():
-        x_adv = attack.perturb(x.detach().clone(), y.detach().clone())
+        x_adv = attack.perturb(x.detach().clone(), y.detach().clone(), **kwargs)
     return x_adv.detach()

@@ -1,10 +1,15 @@
-"""skorch callbacks that track robustness while training."""
+"""skorch callbacks that track robustness and progress while training."""
+import logging
+import time
+
 from skorch.callbacks import Callback
 
 from .attacks import check_eps
 from .scoring import robust_score
 
-__all__ = ["RobustAccuracy"]
+__all__ = ["RobustAccuracy", "EpochLog"]
+
+progress_logger = logging.getLogger("robustkd.progress")
 
 
 class RobustAccuracy(Callback):
@@ -17,14 +22,19 @@ class RobustAccuracy(Callback):
     Parameters
     ----------
     X, y : array-like
-        The held-out slice (inputs in the attack's clip range, labels as logit indices).
+        The held-out slice (inputs in the attack's clip range, labels as the net was fitted on).
     attack : str, default="pgd"
+        Attack name (see :func:`robustkd.attacks.available_attacks`).
     eps : float, default=0.1
+        Attack budget.
     name : str, default="robust_acc"
+        Key in ``history``.
     random_state : int, default=0
         Fixed, so epochs are compared on the same attack randomness.
-    **attack_params
+    attack_params : dict, optional
         Passed to :func:`robustkd.scoring.robust_score` (``nb_iter``, ``batch_size``, ...).
+        A plain parameter (not ``**kwargs``), so ``clone``, ``GridSearchCV`` and
+        :class:`~robustkd.TeacherPool` can copy nets that carry this callback.
 
     Examples
     --------
@@ -37,7 +47,7 @@ class RobustAccuracy(Callback):
     2
     """
 
-    def __init__(self, X, y, attack="pgd", eps=0.1, name="robust_acc", random_state=0, **attack_params):
+    def __init__(self, X, y, attack="pgd", eps=0.1, name="robust_acc", random_state=0, attack_params=None):
         self.X = X
         self.y = y
         self.attack = attack
@@ -48,9 +58,69 @@ class RobustAccuracy(Callback):
 
     def initialize(self):
         check_eps(self.eps)
+        if self.attack_params is not None and not isinstance(self.attack_params, dict):
+            raise TypeError(f"attack_params must be a dict or None; got attack_params={self.attack_params!r}")
         return self
 
     def on_epoch_end(self, net, **kwargs):
         score = robust_score(net, self.X, self.y, self.attack, eps=self.eps, random_state=self.random_state,
-                             **self.attack_params)
+                             **(self.attack_params or {}))
         net.history.record(self.name, score)
+
+
+class EpochLog(Callback):
+    """Log one line per finished epoch: model, epoch, training loss, seconds, and time left.
+
+    Records go to the ``robustkd.progress`` logger at INFO level, so nothing is printed
+    unless a handler is attached (``robustkd reproduce`` attaches one that writes above its
+    progress bar). The time left for the model is the mean measured epoch time times the
+    epochs still to run.
+
+    Parameters
+    ----------
+    name : str, default="model"
+        Label of the model in each line. ``{attack}`` is replaced by the net's ``attack``
+        attribute, so a :class:`~robustkd.TeacherPool` template can name each teacher.
+
+    Examples
+    --------
+    >>> import logging
+    >>> from robustkd import AdversarialTeacher, SmallCNN, load_digits_images
+    >>> from robustkd.callbacks import EpochLog
+    >>> X, y = load_digits_images()
+    >>> net = AdversarialTeacher(SmallCNN, module__input_shape=(1, 8, 8), attack=None, max_epochs=2,
+    ...                          train_split=None, verbose=0, callbacks=[EpochLog("standard")])
+    >>> net.fit(X[:100], y[:100]).history[-1, "epoch"]
+    2
+    """
+
+    def __init__(self, name="model"):
+        self.name = name
+
+    def on_train_begin(self, net, **kwargs):
+        self.start_epoch_ = len(net.history)
+
+    def on_epoch_begin(self, net, **kwargs):
+        self.epoch_start_ = time.perf_counter()
+
+    def on_epoch_end(self, net, **kwargs):
+        epoch = len(net.history)
+        seconds = time.perf_counter() - getattr(self, "epoch_start_", time.perf_counter())
+        durations = [row.get("dur", seconds) for row in net.history[self.start_epoch_:-1]] + [seconds]
+        left = max(net.max_epochs - epoch, 0) * sum(durations) / len(durations)
+        loss = net.history[-1].get("train_loss", float("nan"))
+        label = self.name.replace("{attack}", str(getattr(net, "attack", "")))
+        progress_logger.info("%s epoch %d/%d loss %.4f %.1fs, about %s left for this model", label, epoch,
+                             net.max_epochs, loss, seconds, format_seconds(left),
+                             extra={"model": label, "epoch": epoch, "max_epochs": net.max_epochs,
+                                    "seconds": seconds, "left": left})
+
+
+def format_seconds(seconds):
+    """``"1:02:03"``, ``"2:03"`` or ``"5s"`` for a duration in seconds."""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}:{minutes:02d}:{secs:02d}"
+    return f"{minutes}:{secs:02d}" if minutes else f"{secs}s"

@@ -4,15 +4,15 @@ import numbers
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.base import clone
 from skorch import NeuralNet, NeuralNetClassifier
 from skorch.dataset import unpack_data
 from torch import nn
 
-from ._base import SeededNetMixin
+from ._base import SeededNetMixin, net_defaults
+from ._inputs import as_array
 from .attacks import get_attack, perturb
-from .losses import _KD
+from .losses import _KD, distillation_loss
 from .teachers import TeacherPool, check_training_attack
 from .weighting import AdaptiveWeighter
 
@@ -119,6 +119,10 @@ class MultiTeacherDistiller(SeededNetMixin, NeuralNetClassifier):
         Seeds the student's initialisation, shuffling and attacks; the global RNG is restored.
     criterion, optimizer, lr, **kwargs
         As for :class:`skorch.NeuralNetClassifier` (defaults: ``CrossEntropyLoss``, Adam, 1e-3).
+        ``criterion`` is the hard-label term of the loss (with its ``criterion__*``
+        parameters, e.g. ``criterion__label_smoothing=0.1``); the loss itself is
+        :func:`robustkd.losses.distillation_loss`. Training batches are shuffled by default
+        (``iterator_train__shuffle=True``, unlike skorch).
         skorch's default ``train_split`` holds out 20% of the training data for validation:
         any early stopping or checkpointing then uses training data only, never a test set.
 
@@ -154,7 +158,7 @@ class MultiTeacherDistiller(SeededNetMixin, NeuralNetClassifier):
                  kd="mixture", cache_teacher_outputs=True, student_inputs="clean", attack="pgd", eps=0.1,
                  clip_min=0.0, clip_max=1.0, random_state=None, criterion=torch.nn.CrossEntropyLoss,
                  optimizer=torch.optim.Adam, lr=1e-3, **kwargs):
-        super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, **kwargs)
+        super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, **net_defaults(kwargs))
         self.teachers = teachers
         self.weighter = weighter
         self.temperature = temperature
@@ -217,6 +221,19 @@ class MultiTeacherDistiller(SeededNetMixin, NeuralNetClassifier):
         if not callable(w.scheme):  # validate scheme and tau up front; callables are checked on the first batch
             w(torch.zeros(1, 2, 2), torch.zeros(1, dtype=torch.long))
         return w
+
+    def check_data(self, X, y=None):
+        """As the teachers': non-index labels (e.g. strings) are encoded with the teachers' ``classes_``
+        when the teachers were fitted on such labels, so student and teacher logits mean the same class."""
+        super().check_data(X, y)
+        if getattr(self, "encodes_labels_", False):
+            fitted = [t for t in self._teacher_list() if getattr(t, "encodes_labels_", False)]
+            if fitted:
+                self.classes_inferred_ = np.asarray(fitted[0].classes_)
+                unknown = sorted(set(np.unique(as_array(y)).tolist()) - set(self.classes_inferred_.tolist()))
+                if unknown:
+                    raise ValueError(f"y holds labels {unknown[:10]} that the teachers were not fitted on; their "
+                                     f"classes are {self.classes_inferred_[:10].tolist()}")
 
     def initialize_module(self):
         teachers = self._teacher_list()
@@ -284,7 +301,8 @@ class MultiTeacherDistiller(SeededNetMixin, NeuralNetClassifier):
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         super().on_train_begin(net, X=X, y=y, **kwargs)
         if y is not None:
-            y_arr = np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y)
+            y_arr = self._encode_y(as_array(y))
+            y_arr = np.asarray(y_arr.cpu() if isinstance(y_arr, torch.Tensor) else y_arr)
         cache = []
         for batch in self.get_iterator(self.get_dataset(X, y), training=False):
             Xb = torch.as_tensor(unpack_data(batch)[0]["X"], device=self.device)
@@ -324,11 +342,10 @@ class MultiTeacherDistiller(SeededNetMixin, NeuralNetClassifier):
         if training:
             for k, w in enumerate(weights.mean(0).tolist()):
                 self.history.record_batch(f"weight_t{k}", w)
-        kd = _KD[self.kd]
         student = {"clean": [y_pred], "adversarial": [adv_pred], "mixed": [y_pred, adv_pred]}[self.student_inputs]
         student = [s for s in student if s is not None] or [y_pred]
-        kd_loss = sum(kd(s, teacher_logits, weights, self.temperature) for s in student) / len(student)
-        return self.alpha * kd_loss + (1 - self.alpha) * F.cross_entropy(y_pred, y_true)
+        return distillation_loss(y_pred, y_true, teacher_logits, weights, self.temperature, self.alpha, self.kd,
+                                 criterion=self.criterion_, kd_student_logits=student)
 
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)

@@ -18,11 +18,11 @@ import time
 
 import joblib
 
+from .datasets import DATASETS, load_split
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["ExperimentConfig", "reproduce", "METHOD_ORDER"]
-
-METHOD_ORDER = ("standard", "teacher", "kd", "mtkd_uniform", "mtkd_adaptive", "mtkd_adversarial")
+__all__ = ["ExperimentConfig", "reproduce", "load_split"]
 
 
 @dataclasses.dataclass
@@ -31,8 +31,9 @@ class ExperimentConfig:
 
     Parameters
     ----------
-    dataset : {"digits", "mnist", "fashion-mnist"}, default="digits"
-        Data set; digits is split 75/25, the others use their own test sets.
+    dataset : str, default="digits"
+        A name from :func:`robustkd.datasets.dataset_names` (``"digits"``, ``"mnist"``,
+        ``"fashion-mnist"``): digits is split 75/25, the others use their own test sets.
     data_home : str, optional
         Folder holding ``MNIST/raw`` or ``FashionMNIST/raw``.
     download : bool, default=False
@@ -94,75 +95,61 @@ def _key(**parts):
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def load_split(dataset, data_home=None, download=False, seed=0, n_train=None, n_test=None):
-    """``(X_train, X_test, y_train, y_test)`` for a dataset name of the command line.
+MODEL_FORMAT = "robustkd-run-model-2"  # part of every model key: files from older versions are not reused
 
-    Digits is split 75/25 (stratified, ``seed``); MNIST and Fashion-MNIST use their own test
-    sets. ``n_train``/``n_test`` draw random subsets with ``seed``. Shared by
-    ``robustkd evaluate`` and :func:`reproduce`.
 
-    Parameters
-    ----------
-    dataset : {"digits", "mnist", "fashion-mnist"}
-        Data set name.
-    data_home : str, optional
-        Folder holding ``MNIST/raw`` or ``FashionMNIST/raw``.
-    download : bool, default=False
-        Download MNIST/Fashion-MNIST when missing.
-    seed : int, default=0
-        Seeds the digits split and the subsets.
-    n_train, n_test : int, optional
-        Sizes of random subsets of the training and test sets.
+def _epochs_trained(model):
+    """Finished epochs of a fitted net, or the fewest of a pool's teachers."""
+    nets = getattr(model, "teachers_", None)
+    if nets is not None and not hasattr(model, "module_"):
+        return min(_epochs_trained(t) for t in nets)
+    return sum(1 for row in model.history if "dur" in row)
 
-    Returns
-    -------
-    tuple of ndarray
-        ``(X_train, X_test, y_train, y_test)``.
+
+def _fit_or_load(path, make, X, y, epochs, log):
+    """Load a finished model from ``path``, or fit it and save it there with its fit time.
+
+    A file is reused only if it holds a model that trained all ``epochs``; nothing is saved
+    unless the fit finished (a ``KeyboardInterrupt`` propagates before the save). The file
+    is written under a temporary name and renamed, so a killed run never leaves half a file.
     """
-    import numpy as np
-    from sklearn.model_selection import train_test_split
-
-    from . import datasets
-
-    if dataset == "digits":
-        X, y = datasets.load_digits_images()
-        X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=seed, stratify=y)
-    else:
-        loader = datasets.load_mnist if dataset == "mnist" else datasets.load_fashion_mnist
-        X_train, y_train = loader(data_home, train=True, download=download)
-        X_test, y_test = loader(data_home, train=False, download=download)
-    rng = np.random.RandomState(seed)
-    if n_train and n_train < len(X_train):
-        idx = rng.permutation(len(X_train))[:n_train]
-        X_train, y_train = X_train[idx], y_train[idx]
-    if n_test and n_test < len(X_test):
-        idx = rng.permutation(len(X_test))[:n_test]
-        X_test, y_test = X_test[idx], y_test[idx]
-    return X_train, X_test, y_train, y_test
-
-
-def _fit_or_load(path, make, X, y, log):
     if os.path.exists(path):
-        log(f"reusing {os.path.basename(path)}")
-        return joblib.load(path), 0.0, True
+        saved = joblib.load(path)
+        if isinstance(saved, dict) and saved.get("format") == MODEL_FORMAT and \
+                _epochs_trained(saved["model"]) == epochs:
+            log("reusing", os.path.basename(path))
+            return saved["model"], saved["fit_seconds"], True
+        logger.warning("%s is not a finished model of this run; training it again", path)
     start = time.perf_counter()
     model = make().fit(X, y)
     seconds = time.perf_counter() - start
+    if _epochs_trained(model) != epochs:
+        raise RuntimeError(f"{os.path.basename(path)} trained {_epochs_trained(model)} of {epochs} epochs; "
+                           "not saving it as a finished model")
     tmp = path + ".tmp"
-    joblib.dump(model, tmp)
-    os.replace(tmp, path)  # a killed run never leaves a half-written model behind
+    joblib.dump({"format": MODEL_FORMAT, "model": model, "fit_seconds": seconds}, tmp)
+    os.replace(tmp, path)
     return model, seconds, False
 
 
 def reproduce(cfg, progress=None):
     """Run the experiment described by ``cfg`` and write its files under ``cfg.out``.
 
+    Every model is saved under ``cfg.out/models`` when, and only when, its fit finished, with
+    its fit time; a second run with the same settings reuses finished models and reports
+    their recorded fit times. After an interruption (Ctrl-C), a re-run trains what was not
+    finished and gives the same numbers as an uninterrupted run: each model is seeded on
+    its own, so it does not matter which of them were reused.
+
     Parameters
     ----------
     cfg : ExperimentConfig
+        The settings.
     progress : callable, optional
-        Called with a one-line message before each step (the command line passes a
-        tqdm-aware printer); nothing is printed otherwise.
+        ``progress(stage, name)`` with ``stage`` one of ``"training"``, ``"reusing"``,
+        ``"evaluating"`` (a step starts) and ``"done"`` (it ended); the command line draws a
+        progress bar from it. Per-epoch lines go to the ``robustkd.progress`` logger
+        (:class:`~robustkd.callbacks.EpochLog`).
 
     Returns
     -------
@@ -172,66 +159,79 @@ def reproduce(cfg, progress=None):
     """
     import numpy as np
 
+    from .callbacks import EpochLog
     from .distiller import MultiTeacherDistiller
     from .models import SmallCNN
     from .scoring import robustness_report
     from .teachers import AdversarialTeacher, TeacherPool
 
-    log = progress or logger.info
+    def log(stage, name):
+        if progress is not None:
+            progress(stage, name)
+        else:
+            logger.info("%s %s", stage, name)
+
     os.makedirs(os.path.join(cfg.out, "models"), exist_ok=True)
     X_train, X_test, y_train, y_test = load_split(cfg.dataset, cfg.data_home, cfg.download, cfg.seed,
                                                   cfg.n_train, cfg.n_test)
-    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    n_classes = DATASETS[cfg.dataset].n_classes
     common = dict(module__input_shape=tuple(X_train.shape[1:]), module__n_classes=n_classes,
                   max_epochs=cfg.epochs, batch_size=cfg.batch_size, train_split=None, verbose=0, device=cfg.device)
     data_key = dict(dataset=cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed,
-                    epochs=cfg.epochs, batch_size=cfg.batch_size, n=len(X_train))
+                    epochs=cfg.epochs, batch_size=cfg.batch_size, n=len(X_train), format=MODEL_FORMAT)
     models, timings, reused = {}, {}, {}
 
     def path(name, **extra):
         return os.path.join(cfg.out, "models", f"{name}-{_key(**data_key, **extra)}.joblib")
 
     def fit(name, make, **extra):
-        log(f"training {name}")
-        models[name], timings[name], reused[name] = _fit_or_load(path(name, **extra), make, X_train, y_train, log)
+        log("training", name)
+        models[name], timings[name], reused[name] = _fit_or_load(path(name, **extra), make, X_train, y_train,
+                                                                 cfg.epochs, lambda *a: log(*a))
+        log("done", name)
         return models[name]
 
-    fit("standard", lambda: AdversarialTeacher(SmallCNN, attack=None, random_state=cfg.seed, **common))
+    fit("standard", lambda: AdversarialTeacher(SmallCNN, attack=None, random_state=cfg.seed,
+                                               callbacks=[EpochLog("standard")], **common))
     teacher_key = dict(attacks=list(cfg.attacks), train_eps=cfg.train_eps)
-    pool_path = path("teachers", **teacher_key)
-    log(f"training {len(cfg.attacks)} teachers ({', '.join(cfg.attacks)})")
-    template = AdversarialTeacher(SmallCNN, eps=cfg.train_eps, **common)
-    pool, seconds, was_reused = _fit_or_load(pool_path, lambda: TeacherPool(
-        template, attacks=list(cfg.attacks), n_jobs=cfg.n_jobs, random_state=cfg.seed), X_train, y_train, log)
+    log("training", f"{len(cfg.attacks)} teachers ({', '.join(cfg.attacks)})")
+    template = AdversarialTeacher(SmallCNN, eps=cfg.train_eps, callbacks=[EpochLog("teacher_{attack}")], **common)
+    pool, _, was_reused = _fit_or_load(path("teachers", **teacher_key), lambda: TeacherPool(
+        template, attacks=list(cfg.attacks), n_jobs=cfg.n_jobs, random_state=cfg.seed), X_train, y_train,
+        cfg.epochs, lambda *a: log(*a))
+    log("done", "teachers")
     for teacher in pool.teachers_:
         models[f"teacher_{teacher.attack}"] = teacher
-        timings[f"teacher_{teacher.attack}"] = seconds / len(pool.teachers_)
+        timings[f"teacher_{teacher.attack}"] = float(sum(teacher.history[:, "dur"]))
         reused[f"teacher_{teacher.attack}"] = was_reused
 
     student = dict(module__input_shape=common["module__input_shape"], module__n_classes=n_classes,
                    max_epochs=cfg.epochs, batch_size=cfg.batch_size, train_split=None, verbose=0,
                    device=cfg.device, temperature=cfg.temperature, alpha=cfg.alpha, random_state=cfg.seed)
     kd_key = dict(teacher_key, temperature=cfg.temperature, alpha=cfg.alpha)
+
+    def distiller(name, teachers, **kwargs):
+        return MultiTeacherDistiller(teachers, module=SmallCNN, callbacks=[EpochLog(name)], **kwargs, **student)
+
     for teacher in pool.teachers_:
-        fit(f"kd_{teacher.attack}", lambda t=teacher: MultiTeacherDistiller(
-            [t], module=SmallCNN, weighter="uniform", **student), **kd_key, single=teacher.attack)
-    fit("mtkd_uniform", lambda: MultiTeacherDistiller(pool, module=SmallCNN, weighter="uniform", **student),
-        **kd_key)
-    fit("mtkd_adaptive", lambda: MultiTeacherDistiller(pool, module=SmallCNN, weighter=cfg.scheme, **student),
-        **kd_key, scheme=cfg.scheme)
+        name = f"kd_{teacher.attack}"
+        fit(name, lambda t=teacher, n=name: distiller(n, [t], weighter="uniform"), **kd_key, single=teacher.attack)
+    fit("mtkd_uniform", lambda: distiller("mtkd_uniform", pool, weighter="uniform"), **kd_key)
+    fit("mtkd_adaptive", lambda: distiller("mtkd_adaptive", pool, weighter=cfg.scheme), **kd_key, scheme=cfg.scheme)
     if cfg.adversarial_student:
-        fit("mtkd_adversarial", lambda: MultiTeacherDistiller(
-            pool, module=SmallCNN, weighter=cfg.scheme, student_inputs="adversarial", attack="pgd",
-            eps=cfg.train_eps, **student), **kd_key, scheme=cfg.scheme, adversarial="pgd")
+        fit("mtkd_adversarial", lambda: distiller("mtkd_adversarial", pool, weighter=cfg.scheme,
+                                                  student_inputs="adversarial", attack="pgd", eps=cfg.train_eps),
+            **kd_key, scheme=cfg.scheme, adversarial="pgd")
 
     results = []
     for name, model in models.items():
-        log(f"evaluating {name}")
+        log("evaluating", name)
         start = time.perf_counter()
         rows = robustness_report(model, X_test, y_test, attacks=list(cfg.eval_attacks), eps=list(cfg.eps),
                                  random_state=cfg.seed, device=cfg.device)
         timings[f"eval_{name}"] = time.perf_counter() - start
         results.extend(dict(method=name, **row) for row in rows)
+        log("done", f"evaluating {name}")
 
     weights = {name: np.asarray(m.mean_teacher_weights()).tolist() for name, m in models.items()
                if isinstance(m, MultiTeacherDistiller)}

@@ -17,6 +17,7 @@ student, so **their gradients with respect to the student are identical** and tr
 same result (``tests/test_losses.py`` checks this); only the reported loss value differs.
 robustkd's estimators use ``"mixture"`` (its value is 0 when the student matches the target).
 """
+import torch
 import torch.nn.functional as F
 
 __all__ = ["mixture_kd_loss", "weighted_sum_kd_loss", "distillation_loss"]
@@ -91,13 +92,14 @@ def weighted_sum_kd_loss(student_logits, teacher_logits, weights, temperature=4.
 _KD = {"mixture": mixture_kd_loss, "sum": weighted_sum_kd_loss}
 
 
-def distillation_loss(student_logits, y, teacher_logits, weights, temperature=4.0, alpha=0.9, kd="mixture"):
-    """``alpha * KD + (1 - alpha) * CE(student, y)``, the MTKD-AR objective.
+def distillation_loss(student_logits, y, teacher_logits, weights, temperature=4.0, alpha=0.9, kd="mixture", *,
+                      criterion=None, kd_student_logits=None):
+    """``alpha * KD + (1 - alpha) * criterion(student, y)``, the MTKD-AR objective.
 
     Parameters
     ----------
     student_logits : Tensor of shape (n, C)
-        Student logits.
+        Student logits on the clean inputs.
     y : Tensor of shape (n,), int64
         True class indices.
     teacher_logits : Tensor of shape (n, K, C)
@@ -110,6 +112,12 @@ def distillation_loss(student_logits, y, teacher_logits, weights, temperature=4.
         Share of the distillation term.
     kd : {"mixture", "sum"}, default="mixture"
         :func:`mixture_kd_loss` or :func:`weighted_sum_kd_loss`.
+    criterion : callable, optional
+        Hard-label loss ``criterion(student_logits, y)``; default cross-entropy. The
+        distiller passes its ``criterion_`` (so ``criterion__label_smoothing=0.1`` works).
+    kd_student_logits : Tensor of shape (n, C) or sequence of them, optional
+        Student logits the distillation term is computed on (default ``student_logits``);
+        several are averaged, e.g. on clean and on adversarial inputs.
 
     Returns
     -------
@@ -129,7 +137,11 @@ def distillation_loss(student_logits, y, teacher_logits, weights, temperature=4.
         raise ValueError(f"kd must be one of {sorted(_KD)}; got kd={kd!r}")
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must be in [0, 1]; got alpha={alpha!r}")
-    loss = (1 - alpha) * F.cross_entropy(student_logits, y) if alpha < 1 else 0.0
+    criterion = F.cross_entropy if criterion is None else criterion
+    loss = (1 - alpha) * criterion(student_logits, y) if alpha < 1 else 0.0
     if alpha > 0:
-        loss = loss + alpha * _KD[kd](student_logits, teacher_logits, weights, temperature)
+        students = kd_student_logits if kd_student_logits is not None else student_logits
+        students = [students] if isinstance(students, torch.Tensor) else list(students)
+        kd_loss = sum(_KD[kd](s, teacher_logits, weights, temperature) for s in students) / len(students)
+        loss = loss + alpha * kd_loss
     return loss

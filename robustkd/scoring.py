@@ -12,8 +12,11 @@ import numbers
 import numpy as np
 import torch
 
-from ._inputs import check_images, check_positive_int, encode_labels, module_device, resolve_model
-from .attacks import attack_mode, check_eps, get_attack, perturb
+from sklearn.pipeline import Pipeline
+
+from ._inputs import (check_device, check_images, check_positive_int, encode_labels, model_classes, module_device,
+                      resolve_model)
+from .attacks import _SeededStart, attack_mode, check_eps, get_attack, perturb, sample_seeds
 
 __all__ = ["robust_mask", "robust_score", "make_robust_scorer", "robustness_report", "plot_robustness_curves"]
 
@@ -54,9 +57,10 @@ def _attack_names(attack):
 
 
 def _prepare(model, X, y, clip_min, clip_max, device):
+    classes = model_classes(model.steps[-1][1] if isinstance(model, Pipeline) else model)
     module, X, model_device = resolve_model(model, X)
     X = check_images(X, clip_min=clip_min, clip_max=clip_max)
-    device = model_device if device is None else torch.device(device)
+    device = model_device if device is None else torch.device(check_device(device))
     try:
         with torch.no_grad(), attack_mode(module), _on_device(module, device):
             out = module(X[:1].to(device))
@@ -66,19 +70,36 @@ def _prepare(model, X, y, clip_min, clip_max, device):
         raise ValueError(f"the model must return logits of shape (n_samples, n_classes); got shape "
                          f"{tuple(out.shape)}")
     n_outputs = out.shape[1]
-    y = encode_labels(y, len(X), n_outputs)
+    y = encode_labels(y, len(X), n_outputs, classes=classes)
     return module, X, y, device
 
 
-def _evaluate(module, X, y, attack_grid, *, batch_size, device, sequential):
+def _salts(attack_grid):
+    """Restart number of each attack: 0 for its first occurrence in the grid, 1 for an identical second, ...
+
+    So ``[pgd] * 2`` is two restarts with different random starts, while a given attack draws
+    the same per-sample starts alone as in any cascade.
+    """
+    seen, salts = {}, []
+    for attack in attack_grid:
+        key = repr(attack) if isinstance(attack, _SeededStart) else id(attack)
+        salts.append(seen.get(key, 0))
+        seen[key] = salts[-1] + 1
+    return salts
+
+
+def _evaluate(module, X, y, attack_grid, *, batch_size, device, sequential, random_state=None):
     """Per-sample correctness: a clean mask and one mask per attack in ``attack_grid``.
 
     With ``sequential``, each attack runs only on samples that survived the previous
     ones (its mask is then the running worst case); otherwise every attack runs on
-    every clean-correct sample.
+    every clean-correct sample. With ``random_state``, sample i's random start in each
+    attack comes from ``(random_state, i)`` (see :func:`robustkd.attacks.sample_seeds`),
+    whatever the batch and whichever attacks ran before.
     """
     clean = torch.zeros(len(X), dtype=torch.bool)
     masks = torch.zeros(len(attack_grid), len(X), dtype=torch.bool)
+    salts = _salts(attack_grid)
     with attack_mode(module), _on_device(module, device):
         for start in range(0, len(X), batch_size):
             sl = slice(start, start + batch_size)
@@ -92,7 +113,9 @@ def _evaluate(module, X, y, attack_grid, *, batch_size, device, sequential):
                 robust = alive.clone()
                 idx = alive.nonzero().squeeze(1)
                 if len(idx):
-                    x_adv = perturb(attack, xb[idx], yb[idx])
+                    seeds = None if random_state is None else sample_seeds(random_state, start + idx.cpu().numpy(),
+                                                                          salts[k])
+                    x_adv = perturb(attack, xb[idx], yb[idx], sample_seeds=seeds)
                     with torch.no_grad():
                         robust[idx] = module(x_adv).argmax(1) == yb[idx]
                 masks[k, sl] = robust.cpu()
@@ -128,7 +151,10 @@ def robust_mask(model, X, y, attack="pgd", *, eps=None, batch_size=256, device=N
     clip_min, clip_max : float, default=0.0, 1.0
         Valid input range; ``X`` outside it is an error.
     random_state : int, optional
-        Seeds the attacks' random starts without touching the global RNG state.
+        Seeds the attacks without touching the global RNG state. Random starts are drawn
+        per sample from ``(random_state, sample index)``, so a sample starts from the same
+        point whether an attack runs alone, in a list or in another batch: the worst case
+        over a list is never above any of its attacks.
     **attack_params
         Parameters for named attacks (e.g. ``nb_iter=20``).
 
@@ -154,7 +180,8 @@ def robust_mask(model, X, y, attack="pgd", *, eps=None, batch_size=256, device=N
         grid = [get_attack(a, module, eps=eps, clip_min=clip_min, clip_max=clip_max, **attack_params)
                 if isinstance(a, str) else get_attack(a, module, **attack_params) for a in attacks]
     with _seeded(random_state, device):
-        clean, masks = _evaluate(module, X, y, grid, batch_size=batch_size, device=device, sequential=True)
+        clean, masks = _evaluate(module, X, y, grid, batch_size=batch_size, device=device, sequential=True,
+                                 random_state=random_state)
     return masks[-1] if len(grid) else clean
 
 
@@ -310,7 +337,8 @@ def robustness_report(model, X, y, *, attacks=("fgsm", "pgd"), eps=(0.05, 0.1, 0
     grid = [get_attack(a, module, eps=e, clip_min=clip_min, clip_max=clip_max, **attack_params.get(a, {}))
             for a, e in keys]
     with _seeded(random_state, device):
-        clean, masks = _evaluate(module, X, y, grid, batch_size=batch_size, device=device, sequential=False)
+        clean, masks = _evaluate(module, X, y, grid, batch_size=batch_size, device=device, sequential=False,
+                                 random_state=random_state)
     n = len(X)
     rows = [{"attack": "clean", "eps": 0.0, "accuracy": float(clean.mean()), "n_samples": n}]
     for e in eps_list:

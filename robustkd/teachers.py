@@ -15,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNetClassifier
 from skorch.dataset import unpack_data
 
-from ._base import SeededNetMixin, check_random_state_int
+from ._base import SeededNetMixin, check_random_state_int, net_defaults
 from .attacks import available_attacks, check_eps, get_attack, perturb
 
 __all__ = ["AdversarialTeacher", "TeacherPool"]
@@ -63,7 +63,8 @@ class AdversarialTeacher(SeededNetMixin, NeuralNetClassifier):
     clip_min, clip_max : float, default=0.0, 1.0
         Valid input range; training data outside it is an error.
     random_state : int, optional
-        Seeds initialisation, shuffling and attacks; the global RNG is restored after fit.
+        Seeds initialisation, and each epoch's shuffling and attacks from ``(random_state, epoch)``
+        (so a resumed fit continues exactly); the global RNG is restored after fit.
     criterion : torch criterion class, default=torch.nn.CrossEntropyLoss
         On logits. (skorch's default ``NLLLoss`` expects log-probabilities; a logits
         module trained with it stays at chance.)
@@ -72,7 +73,16 @@ class AdversarialTeacher(SeededNetMixin, NeuralNetClassifier):
     **kwargs
         Any :class:`skorch.NeuralNetClassifier` parameter (``max_epochs``,
         ``batch_size``, ``train_split``, ``device``, ``callbacks``, ``module__*``), and
-        attack parameters as ``attack__<name>`` (e.g. ``attack__nb_iter=7``).
+        attack parameters as ``attack__<name>`` (e.g. ``attack__nb_iter=7``). Unlike
+        skorch, training batches are shuffled by default (``iterator_train__shuffle=True``);
+        ``device="auto"`` picks CUDA when it is available.
+
+    Notes
+    -----
+    Labels may be integer class indices (used directly as logit indices) or any other
+    labels (e.g. strings), which are encoded through ``classes_`` and returned by
+    ``predict``. Ctrl-C (``KeyboardInterrupt``) during ``fit`` is not swallowed as in skorch:
+    the finished epochs stay in ``history`` and the interrupt propagates.
 
     Attributes
     ----------
@@ -100,7 +110,7 @@ class AdversarialTeacher(SeededNetMixin, NeuralNetClassifier):
     def __init__(self, module, *, attack="pgd", eps=0.1, adv_ratio=1.0, clip_min=0.0, clip_max=1.0,
                  random_state=None, criterion=torch.nn.CrossEntropyLoss, optimizer=torch.optim.Adam, lr=1e-3,
                  **kwargs):
-        super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, **kwargs)
+        super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, **net_defaults(kwargs))
         self.attack = attack
         self.eps = eps
         self.adv_ratio = adv_ratio
@@ -126,7 +136,8 @@ class AdversarialTeacher(SeededNetMixin, NeuralNetClassifier):
     def adversarial_batch(self, Xi, yi):
         """Return the batch with its first ``round(adv_ratio * n)`` samples made adversarial.
 
-        Batches are shuffled by the data loader, so the first samples are a random subset.
+        Training batches are shuffled by the data loader (``iterator_train__shuffle=True``, the
+        default), so the first samples are a different random subset in every epoch.
         """
         n_adv = 0 if self.attack is None else int(round(self.adv_ratio * len(Xi)))
         if n_adv == 0:

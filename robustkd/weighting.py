@@ -29,9 +29,10 @@ import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator
 
+from ._names import SCHEMES  # one list of names, shared with the command line
+
 __all__ = ["SCHEMES", "teacher_weights", "AdaptiveWeighter"]
 
-SCHEMES = ("uniform", "accuracy", "confidence", "loss", "entropy", "camkd")
 _NEEDS_LABELS = {"accuracy", "confidence", "loss", "camkd"}
 
 

@@ -11,8 +11,11 @@ def test_evaluate_prints_a_full_table_and_writes_csv(tmp_path, capsys):
                "--quiet", "--csv", str(out)])
     assert rc == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1].split() == ["attack", "eps=0.1", "eps=0.3"]
-    assert [line.split()[0] for line in lines[2:]] == ["clean", "fgsm", "pgd", "worst_case"]
+    assert lines[0].startswith("Standard SmallCNN on digits") and "Accuracy on 60 test images" in lines[1]
+    assert lines[2].startswith("  fgsm: linf budget, 1 step(s)") and lines[3].startswith("  pgd: linf budget, 10 step(s)")
+    header = next(i for i, line in enumerate(lines) if line.startswith("attack "))
+    assert lines[header].split() == ["attack", "eps=0.1", "eps=0.3"]
+    assert [line.split()[0] for line in lines[header + 1:]] == ["clean", "fgsm", "pgd", "worst_case"]
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 1 + 2 * 3 and {r["n_samples"] for r in rows} == {"60"}
 

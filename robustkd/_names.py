@@ -1,0 +1,9 @@
+"""Names of the built-in attacks and weighting schemes, without importing torch.
+
+The command line reads them for its help and its argument checks, which must be instant;
+``tests/test_cli.py`` checks they match the registries in :mod:`robustkd.attacks` and
+:mod:`robustkd.weighting`.
+"""
+
+ATTACKS = ("fgsm", "pgd", "pgd_l2", "bim", "mim", "cw", "cw_linf", "spsa")
+SCHEMES = ("uniform", "accuracy", "confidence", "loss", "entropy", "camkd")
