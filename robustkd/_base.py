@@ -171,6 +171,8 @@ class SeededNetMixin:
             self.encodes_labels_ = not is_index_labels(y)
         if y is None or isinstance(X, torch.utils.data.Dataset) or not isinstance(X, (np.ndarray, torch.Tensor)):
             return
+        if np.ndim(y) != 1:
+            raise ValueError(f"y must be one-dimensional; got shape {np.shape(y)}")
         if len(X) != len(y):
             raise ValueError(f"X and y have different lengths: len(X)={len(X)}, len(y)={len(y)}")
         X_t = check_images(X, clip_min=self.clip_min, clip_max=self.clip_max)
@@ -186,12 +188,17 @@ class SeededNetMixin:
                 from exc
         finally:
             module.train(was_training)
+        self.check_outputs(X_t[:2].to(self.device), n_outputs)
         if self.encodes_labels_:
             if len(self.classes_) > n_outputs:
                 raise ValueError(f"y has {len(self.classes_)} distinct labels but the module has {n_outputs} "
                                  "outputs")
         else:
             encode_labels(y, len(X_t), n_outputs)
+
+    def check_outputs(self, X, n_outputs):
+        """Hook of ``check_data``: check more about the module on two samples ``X`` (a tensor on the
+        net's device) after the trial forward pass gave ``n_outputs`` logits. Nothing by default."""
 
     def predict(self, X):
         """Predicted labels: ``classes_`` entries when ``fit`` got non-index labels, else logit indices.

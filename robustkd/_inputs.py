@@ -53,7 +53,7 @@ def not_fitted_error(estimator, what="using it"):
 def as_array(data):
     """pandas DataFrame/Series as a numpy array; anything else unchanged."""
     if type(data).__module__.split(".")[0] == "pandas" and hasattr(data, "to_numpy"):
-        return data.to_numpy()
+        return data.to_numpy(copy=True)  # writable (pandas may hand out read-only views)
     return data
 
 

@@ -10,7 +10,7 @@ from skorch.dataset import unpack_data
 from torch import nn
 
 from ._base import SeededNetMixin, net_defaults
-from ._inputs import as_array
+from ._inputs import as_array, is_index_labels
 from .attacks import get_attack, perturb
 from .losses import _KD, distillation_loss
 from .teachers import TeacherPool, check_training_attack
@@ -235,6 +235,10 @@ class MultiTeacherDistiller(SeededNetMixin, NeuralNetClassifier):
                     raise ValueError(f"y holds labels {unknown[:10]} that the teachers were not fitted on; their "
                                      f"classes are {self.classes_inferred_[:10].tolist()}")
 
+    def check_outputs(self, X, n_outputs):
+        """The teachers take the inputs and agree with the student on the number of classes."""
+        self._check_teachers(X)
+
     def initialize_module(self):
         teachers = self._teacher_list()
         modules = [_teacher_module(t, k) for k, t in enumerate(teachers)]
@@ -298,25 +302,32 @@ class MultiTeacherDistiller(SeededNetMixin, NeuralNetClassifier):
             raise ValueError(f"the student has {student_out} outputs but the teachers have {outputs[0]}")
         return torch.stack(logits, dim=1)
 
-    def on_train_begin(self, net, X=None, y=None, **kwargs):
-        super().on_train_begin(net, X=X, y=y, **kwargs)
-        if y is not None:
-            y_arr = self._encode_y(as_array(y))
-            y_arr = np.asarray(y_arr.cpu() if isinstance(y_arr, torch.Tensor) else y_arr)
+    def get_split_datasets(self, X, y=None, **fit_params):
+        """skorch's split, after the teachers' logits on the whole training set are computed and checked.
+
+        This hook runs after ``check_data``, so bad inputs get the same errors as for a teacher.
+        With ``cache_teacher_outputs=False`` only the first batch is run, as a check.
+        """
+        y_idx = as_array(y)
+        if y_idx is not None and not is_index_labels(y_idx):
+            y_idx = None  # labels such as strings were checked against the teachers' classes in check_data
+        if y_idx is not None:
+            y_idx = np.asarray(y_idx.cpu() if isinstance(y_idx, torch.Tensor) else y_idx)
         cache = []
-        for batch in self.get_iterator(self.get_dataset(X, y), training=False):
+        for batch in self.get_iterator(self.get_dataset(X), training=False):
             Xb = torch.as_tensor(unpack_data(batch)[0]["X"], device=self.device)
             if cache:
                 cache.append(self.teacher_logits(Xb))
                 continue
             cache.append(self._check_teachers(Xb))  # the first batch's logits, checked on the way
             n_classes = cache[0].shape[2]
-            if y is not None and (y_arr.min() < 0 or y_arr.max() >= n_classes):
+            if y_idx is not None and (y_idx.min() < 0 or y_idx.max() >= n_classes):
                 raise ValueError(f"y holds labels outside the teachers' classes 0..{n_classes - 1}: "
-                                 f"min {y_arr.min()}, max {y_arr.max()}")
+                                 f"min {y_idx.min()}, max {y_idx.max()}")
             if not self.cache_teacher_outputs:
                 break
         self.teacher_cache_ = torch.cat(cache) if self.cache_teacher_outputs else None
+        return super().get_split_datasets(X, y, **fit_params)
 
     def on_train_end(self, net, X=None, y=None, **kwargs):
         self.teacher_cache_ = None  # not worth pickling; rebuilt by the next fit

@@ -18,7 +18,8 @@ class SmallCNN(nn.Module):
 
     With the defaults on 28x28 MNIST this has 421,642 parameters; on 8x8 digits,
     53,002. Inputs may also come flat, as ``(n, C * H * W)`` (e.g. after a
-    scikit-learn transformer in a ``Pipeline``): they are reshaped to ``input_shape``.
+    scikit-learn transformer in a ``Pipeline``, or a pandas DataFrame of pixels), or, for
+    one channel, without the channel axis as ``(n, H, W)``: they are reshaped to ``input_shape``.
 
     Parameters
     ----------
@@ -69,6 +70,6 @@ class SmallCNN(nn.Module):
         )
 
     def forward(self, X):
-        if X.dim() == 2:
+        if X.dim() == 2 or (X.dim() == 3 and self.input_shape[0] == 1):
             X = X.reshape(-1, *self.input_shape)
         return self.classifier(self.features(X))

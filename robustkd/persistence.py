@@ -15,6 +15,8 @@ import torch
 from skorch import NeuralNet
 from skorch.callbacks import Checkpoint
 
+from ._inputs import not_fitted_error
+
 __all__ = ["save_weights", "load_weights", "fit_resumable"]
 
 _FORMAT = "robustkd-weights-1"
@@ -42,10 +44,8 @@ def save_weights(estimator, path):
     sklearn.exceptions.NotFittedError
         The estimator is not fitted.
     """
-    from sklearn.exceptions import NotFittedError
-
     if not getattr(estimator, "initialized_", False):
-        raise NotFittedError(f"This {type(estimator).__name__} is not fitted yet; nothing to save")
+        raise not_fitted_error(estimator, "saving it")
     state = {"format": _FORMAT, "class": type(estimator).__name__,
              "modules": {name: m.state_dict() for name, m in _modules(estimator).items()}}
     torch.save(state, path)
@@ -101,11 +101,13 @@ def fit_resumable(estimator, X, y, checkpoint_dir, **fit_params):
     """Fit with a checkpoint after every epoch; when run again, resume where it stopped.
 
     The first call fits from scratch and writes ``params.pt``, ``optimizer.pt`` and
-    ``history.json`` to ``checkpoint_dir`` after each epoch. If the fit is interrupted,
-    calling this function again with an estimator built the same way loads the last
-    checkpoint and trains only the remaining ``max_epochs - finished`` epochs, so the fit
-    ends at the same epoch count with its history intact. (The resumed epochs draw
-    different random numbers than an uninterrupted fit would.)
+    ``history.json`` to ``checkpoint_dir`` after each epoch. If the fit is interrupted
+    (Ctrl-C propagates as ``KeyboardInterrupt``, even for plain skorch nets, whose ``fit``
+    would swallow it), calling this function again with an estimator built the same way
+    loads the last checkpoint and trains only the remaining ``max_epochs - finished``
+    epochs, so the fit ends at the same epoch count with its history intact. robustkd's
+    estimators with a ``random_state`` seed each epoch from ``(random_state, epoch)``, so
+    the resumed fit ends with exactly the weights of an uninterrupted one (on the CPU).
 
     Parameters
     ----------
@@ -130,11 +132,25 @@ def fit_resumable(estimator, X, y, checkpoint_dir, **fit_params):
     callbacks = [cb for cb in (estimator.callbacks or []) if not (isinstance(cb, tuple)
                                                                   and cb[0] == "resume_checkpoint")]
     estimator.set_params(callbacks=callbacks + [("resume_checkpoint", checkpoint)])
-    if not os.path.exists(os.path.join(checkpoint.dirname, "history.json")):
-        return estimator.fit(X, y, **fit_params)
     estimator.initialize()
-    estimator.load_params(checkpoint=checkpoint)
+    if os.path.exists(os.path.join(checkpoint.dirname, "history.json")):
+        estimator.load_params(checkpoint=checkpoint)
     remaining = estimator.max_epochs - len(estimator.history)
     if remaining > 0:
-        estimator.partial_fit(X, y, epochs=remaining, **fit_params)
+        _fit_epochs(estimator, X, y, remaining, **fit_params)
     return estimator
+
+
+def _fit_epochs(net, X, y, epochs, **fit_params):
+    """skorch's ``partial_fit`` through its public methods, except that Ctrl-C is not swallowed.
+
+    skorch catches ``KeyboardInterrupt`` in ``partial_fit`` and returns a half-trained net;
+    here ``on_train_end`` runs as in skorch and then the interrupt propagates.
+    """
+    net.notify("on_train_begin", X=X, y=y)
+    try:
+        net.fit_loop(X, y, epochs=epochs, **fit_params)
+    except KeyboardInterrupt:
+        net.notify("on_train_end", X=X, y=y)
+        raise
+    net.notify("on_train_end", X=X, y=y)

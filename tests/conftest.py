@@ -60,3 +60,17 @@ def teacher_pool(digits):
     template = AdversarialTeacher(SmallCNN, module__input_shape=(1, 8, 8), eps=0.2, max_epochs=10, batch_size=64,
                                   train_split=None, verbose=0)
     return TeacherPool(template, attacks=["fgsm", "pgd", "mim"], random_state=0).fit(X_train, y_train)
+
+
+def check_search_scores(search, X, y):
+    """A fitted search picked the best mean score, and its split scores are the scorer's own values:
+    split 0 of the first candidate is recomputed by hand (the estimators are seeded)."""
+    from sklearn.base import clone
+    from sklearn.model_selection import check_cv
+
+    scores = search.cv_results_["mean_test_score"]
+    assert np.all(np.isfinite(scores)) and np.all((0 <= scores) & (scores <= 1))
+    assert search.best_params_ == search.cv_results_["params"][int(np.argmax(scores))]
+    train, test = next(check_cv(search.cv, y, classifier=True).split(X, y))
+    est = clone(search.estimator).set_params(**search.cv_results_["params"][0]).fit(X[train], y[train])
+    assert search.scorer_(est, X[test], y[test]) == search.cv_results_["split0_test_score"][0]

@@ -67,6 +67,9 @@ def test_reproduce_writes_every_cell_and_reuses_saved_models(tmp_path, capsys):
     second = json.loads((out / "results.json").read_text())
     assert all(second["reused"].values())
     assert second["results"] == first["results"]
+    fit_times = {m: t for m, t in first["timings"].items() if not m.startswith("eval_")}
+    assert set(fit_times) == set(METHODS) and all(t > 0 for t in fit_times.values())
+    assert {m: second["timings"][m] for m in fit_times} == fit_times, "a re-run keeps the recorded fit times"
 
 
 def test_reproduce_prints_one_table_per_attack(tmp_path, capsys):
@@ -87,6 +90,8 @@ def test_reproduce_prints_one_table_per_attack(tmp_path, capsys):
     (["reproduce", "--eps", "-0.1"], "eps values must be finite and > 0"),
     (["reproduce", "--train-eps", "0"], "eps values must be finite and > 0"),
     (["reproduce", "--scheme", "best"], "--scheme must be one of"),
+    (["reproduce", "--device", "gpu"], "invalid device 'gpu'; choose cpu, cuda, cuda:<index> or auto"),
+    (["reproduce", "--alpha", "2"], "--alpha must be in [0, 1]"),
 ])
 def test_reproduce_rejects_bad_arguments_on_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as info:
@@ -100,3 +105,96 @@ def test_reproduce_without_data_is_one_line(tmp_path, capsys):
                  "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "FashionMNIST not found" in err[0] and "--download" in err[0]
+
+
+def test_an_argument_error_prints_the_subcommands_usage(capsys):
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--scheme", "best"])
+    assert capsys.readouterr().err.startswith("usage: robustkd reproduce")
+
+
+def test_help_and_argument_errors_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom robustkd.cli import main\n"
+            "for argv in (['--help'], ['reproduce', '--help'], ['reproduce', '--attacks', 'nope']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "print(sorted(m for m in ('torch', 'skorch', 'advertorch', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_help_shows_every_option_with_its_default_and_plain_text(capsys):
+    import re
+
+    from robustkd.cli import build_parser
+
+    parser = build_parser()
+    for sub in ("evaluate", "reproduce"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([sub, "--help"])
+        text = capsys.readouterr().out
+        assert "``" not in text and ":class:" not in text and ":func:" not in text
+        options = re.findall(r"^  (--[a-z-]+)", text, re.M)
+        assert len(options) >= 10
+    flat = " ".join(text.split())
+    assert "(default: fgsm,pgd,mim)" in flat and "(default: 0.2)" in flat and "or auto" in flat
+
+
+def test_cli_names_match_the_registries():
+    from robustkd._names import ATTACKS, SCHEMES
+    from robustkd.attacks import available_attacks
+    from robustkd.weighting import teacher_weights
+
+    assert set(ATTACKS) == set(available_attacks())
+    for scheme in SCHEMES:
+        teacher_weights(__import__("torch").zeros(2, 2, 3), __import__("torch").zeros(2, dtype=int), scheme)
+
+
+def test_evaluate_takes_the_number_of_classes_from_the_dataset_not_the_subsample(capsys):
+    assert main(["evaluate", "--n-train", "5", "--n-test", "20", "--epochs", "1", "--attacks", "fgsm", "--eps",
+                 "0.1", "--quiet"]) == 0
+
+
+def test_reproduce_prints_titles_and_a_legend(tmp_path, capsys):
+    argv = [a for a in TINY if a != "--quiet"] + ["--out", str(tmp_path), "--no-adversarial-student"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "Accuracy on 60 test images" in captured.out and "Methods: standard: no defence" in captured.out
+    assert "mtkd_adaptive: MTKD-AR student, per-input weights (confidence)" in captured.out
+    epochs = [line for line in captured.err.splitlines() if " epoch 1/1 loss " in line]
+    assert {line.split()[0] for line in epochs} >= {"standard", "teacher_fgsm", "teacher_pgd", "kd_pgd"}
+
+
+def test_ctrl_c_stops_reproduce_and_a_rerun_matches_an_uninterrupted_run(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import joblib
+
+    argv = ["reproduce", "--epochs", "2", "--n-train", "200", "--n-test", "60", "--attacks", "fgsm,pgd",
+            "--eval-attacks", "fgsm,pgd", "--eps", "0.1", "--no-adversarial-student"]
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen([sys.executable, "-m", "robustkd", *argv, "--out", str(out)], stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True)
+    seen = ""
+    while "teacher_fgsm epoch 1/2" not in seen:          # interrupt while the teachers train
+        line = proc.stderr.readline()
+        assert line, f"the run ended before it could be interrupted: {seen}"
+        seen += line
+    proc.send_signal(signal.SIGINT)
+    start = time.perf_counter()
+    err = proc.communicate(timeout=30)[1]
+    assert proc.returncode == 130 and time.perf_counter() - start < 10
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("robustkd: interrupted")
+    saved = sorted(p.name.split("-")[0] for p in (out / "models").iterdir())
+    assert saved == ["standard"], saved                  # the half-trained teacher pool was not saved
+    for path in (out / "models").iterdir():
+        assert len(joblib.load(path)["model"].history) == 2
+
+    assert main(argv + ["--quiet", "--out", str(out)]) == 0
+    assert main(argv + ["--quiet", "--out", str(tmp_path / "fresh")]) == 0
+    assert (out / "results.csv").read_text() == (tmp_path / "fresh" / "results.csv").read_text()

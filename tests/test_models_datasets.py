@@ -56,3 +56,11 @@ def test_small_cnn_fits_each_input_shape(shape):
 def test_small_cnn_rejects_bad_configuration(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SmallCNN(**kwargs)
+
+
+def test_unknown_dataset_name_lists_the_known_ones():
+    from robustkd.datasets import load_split
+
+    with pytest.raises(ValueError, match=r"Unknown dataset 'cifar10'; known datasets are \['digits', 'mnist', "
+                                         r"'fashion-mnist'\]"):
+        load_split("cifar10")

@@ -22,3 +22,20 @@ def test_readme_main_command_runs_the_cli_on_embedded_data():
     blocks = re.findall(r"```bash\n(.*?)\n```", _read("README.md"), re.S)
     assert any(b.startswith("python3 -m venv") and b.endswith("robustkd reproduce --dataset digits") for b in blocks)
     assert "torch==2.14.1" in _read("requirements", "pinned.txt")
+
+
+def test_every_python_block_of_the_readme_runs(tmp_path, monkeypatch):
+    """The README's Python blocks run in order, as one script pasted by a user.
+
+    To keep the suite fast, epochs are lowered to 1 (``max_epochs=N`` becomes ``max_epochs=1``) and
+    pools run in this process (``n_jobs=2`` becomes ``n_jobs=1``); nothing else is changed.
+    """
+    blocks = re.findall(r"```python\n(.*?)\n```", _read("README.md"), re.S)
+    assert len(blocks) >= 3
+    script = "\n".join(blocks)
+    script = re.sub(r"max_epochs=\d+", "max_epochs=1", script).replace("n_jobs=2", "n_jobs=1")
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(script, "README.md", "exec"), namespace)
+    assert namespace["student"].mean_teacher_weights().shape == (1, 3)
+    assert len(namespace["teacher"].history[:, "robust_acc"]) == 1

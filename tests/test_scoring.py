@@ -8,7 +8,9 @@ from robustkd.attacks import get_attack
 from robustkd.scoring import (make_robust_scorer, plot_robustness_curves, robust_mask, robust_score,
                               robustness_report)
 
-from conftest import make_net
+from robustkd import AdversarialTeacher, SmallCNN
+
+from conftest import check_search_scores, make_net
 
 
 def test_standard_net_is_accurate_and_pgd_breaks_it(standard_net, digits):
@@ -76,11 +78,13 @@ def test_module_net_and_pipeline_give_the_same_score(standard_net, digits):
 
 def test_grid_search_with_a_robust_scorer(digits):
     X_train, _, y_train, _ = digits
-    scorer = make_robust_scorer("fgsm", eps=0.1)
-    search = GridSearchCV(make_net(max_epochs=3), {"lr": [1e-3, 3e-3]}, scoring=scorer, cv=2).fit(X_train, y_train)
+    scorer = make_robust_scorer("fgsm", eps=0.1, random_state=0)
+    net = AdversarialTeacher(SmallCNN, attack=None, module__input_shape=(1, 8, 8), max_epochs=3, train_split=None,
+                             verbose=0, random_state=0)
+    search = GridSearchCV(net, {"lr": [1e-3, 3e-3]}, scoring=scorer, cv=2).fit(X_train, y_train)
     scores = search.cv_results_["mean_test_score"]
     assert scores.shape == (2,) and np.all((0 <= scores) & (scores <= 1))
-    assert search.best_params_["lr"] in (1e-3, 3e-3)
+    check_search_scores(search, X_train, y_train)
 
 
 def test_report_has_every_cell_and_worst_case(standard_net, digits):
@@ -144,3 +148,29 @@ def test_unfitted_net_is_rejected(digits):
     _, X_test, _, y_test = digits
     with pytest.raises(NotFittedError, match="not fitted yet"):
         robust_score(make_net(), X_test, y_test)
+
+
+@pytest.mark.parametrize("eps", [0.1, 0.2])
+def test_a_sample_gets_the_same_random_start_alone_in_a_cascade_or_another_batch(standard_net, digits, eps):
+    _, X_test, _, y_test = digits
+    alone = robust_mask(standard_net, X_test, y_test, "pgd", eps=eps, random_state=0)
+    cascade = robust_mask(standard_net, X_test, y_test, ["fgsm", "pgd", "cw_linf"], eps=eps, random_state=0)
+    small_batches = robust_mask(standard_net, X_test, y_test, "pgd", eps=eps, random_state=0, batch_size=7)
+    subset = robust_mask(standard_net, X_test[:100], y_test[:100], "pgd", eps=eps, random_state=0)
+    assert not (cascade & ~alone).any(), "the worst case must never be above one of its attacks"
+    assert np.array_equal(alone, small_batches) and np.array_equal(alone[:100], subset)
+    report = robustness_report(standard_net, X_test, y_test, attacks=["fgsm", "pgd"], eps=[eps], random_state=0,
+                               checks=None)
+    cell = {r["attack"]: r["accuracy"] for r in report}
+    assert cell["pgd"] == alone.mean() and cell["worst_case"] <= min(cell["fgsm"], cell["pgd"])
+    restarts = robust_mask(standard_net, X_test, y_test, [get_attack("pgd", standard_net.module_, eps=eps)] * 2,
+                           random_state=0)
+    assert not (restarts & ~alone).any() and restarts.sum() <= alone.sum()
+
+
+def test_identical_attacks_in_a_list_are_restarts_with_new_random_starts():
+    from robustkd.attacks import sample_seeds
+
+    assert not np.array_equal(sample_seeds(0, np.arange(5), salt=0), sample_seeds(0, np.arange(5), salt=1))
+    assert np.array_equal(sample_seeds(3, [7, 8]), sample_seeds(3, np.arange(10))[[7, 8]])
+    assert len(set(sample_seeds(0, np.arange(1000)).tolist())) == 1000

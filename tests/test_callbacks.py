@@ -1,0 +1,66 @@
+"""The contract every callback in robustkd.callbacks keeps, as skorch tests its own callbacks."""
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+
+from robustkd import AdversarialTeacher, SmallCNN, TeacherPool, callbacks, load_digits_images
+
+X, Y = load_digits_images()
+EXAMPLES = {
+    "RobustAccuracy": lambda: callbacks.RobustAccuracy(X[1700:1720], Y[1700:1720], attack="pgd", eps=0.1,
+                                                       attack_params={"nb_iter": 2}),
+    "EpochLog": lambda: callbacks.EpochLog("teacher_{attack}"),
+}
+
+
+def test_every_callback_has_an_example():
+    assert set(EXAMPLES) == set(callbacks.__all__)
+
+
+def _params(cb):
+    return {k: v for k, v in cb.get_params().items()}
+
+
+def _same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert np.array_equal(a[k], b[k]) if isinstance(a[k], np.ndarray) else a[k] == b[k], k
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_callback_clones_round_trips_params_and_pickles(name):
+    cb = EXAMPLES[name]()
+    _same(_params(clone(cb)), _params(cb))
+    again = type(cb)(**cb.get_params())
+    _same(_params(again), _params(cb))
+    _same(_params(pickle.loads(pickle.dumps(cb))), _params(cb))
+    if name == "RobustAccuracy":
+        cb.set_params(eps=0.2, attack_params={"nb_iter": 3})
+        assert cb.eps == 0.2 and cb.attack_params == {"nb_iter": 3}
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_nets_carrying_the_callback_clone_fit_and_search(name):
+    net = AdversarialTeacher(SmallCNN, module__input_shape=(1, 8, 8), attack="fgsm", max_epochs=1,
+                             train_split=None, verbose=0, random_state=0, callbacks=[EXAMPLES[name]()])
+    fitted = clone(net).fit(X[:64], Y[:64])
+    assert len(fitted.history) == 1
+    pool = TeacherPool(net, attacks=["fgsm", "pgd"], random_state=0).fit(X[:64], Y[:64])
+    assert [t.attack for t in pool.teachers_] == ["fgsm", "pgd"]
+    search = GridSearchCV(net, {"lr": [1e-3, 1e-2]}, cv=2).fit(X[:64], Y[:64])
+    assert len(search.cv_results_["params"]) == 2
+    pickle.loads(pickle.dumps(fitted))
+
+
+def test_epoch_log_writes_one_line_per_epoch(caplog):
+    net = AdversarialTeacher(SmallCNN, module__input_shape=(1, 8, 8), attack="fgsm", max_epochs=3,
+                             train_split=None, verbose=0, callbacks=[callbacks.EpochLog("teacher_{attack}")])
+    with caplog.at_level("INFO", logger="robustkd.progress"):
+        net.fit(X[:64], Y[:64])
+    lines = [r.getMessage() for r in caplog.records if r.name == "robustkd.progress"]
+    assert [line.split(" loss ")[0] for line in lines] == [f"teacher_fgsm epoch {e}/3" for e in (1, 2, 3)]
+    assert lines[-1].endswith("about 0s left for this model")
+    assert callbacks.format_seconds(3725) == "1:02:05" and callbacks.format_seconds(125) == "2:05"
