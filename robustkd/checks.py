@@ -117,7 +117,7 @@ def _pgd_accuracy(module, X, y, eps, clip_min, clip_max, **params):
                         **params)
 
 
-def check_large_eps(module, X, y, *, clip_min=0.0, clip_max=1.0, n_classes=10):
+def check_large_eps(module, X, y, *, clip_min=0.0, clip_max=1.0, n_classes=10, nb_iter=20):
     """Warn when PGD with a budget covering the whole input range does not drive accuracy to ~0.
 
     Parameters
@@ -130,13 +130,15 @@ def check_large_eps(module, X, y, *, clip_min=0.0, clip_max=1.0, n_classes=10):
         Input range; the budget is ``clip_max - clip_min``.
     n_classes : int, default=10
         Number of classes; the threshold is ``min(0.05, 0.5 / n_classes)``.
+    nb_iter : int, default=20
+        PGD steps.
 
     Returns
     -------
     bool
         True if the warning fired.
     """
-    acc = _pgd_accuracy(module, X, y, clip_max - clip_min, clip_min, clip_max, nb_iter=20)
+    acc = _pgd_accuracy(module, X, y, clip_max - clip_min, clip_min, clip_max, nb_iter=nb_iter)
     if acc > min(0.05, 0.5 / n_classes):
         return _warn(f"PGD with eps={clip_max - clip_min:g} (the whole input range) leaves accuracy at {acc:.3f} "
                      "instead of ~0: the attack cannot use the model's gradients (gradient masking) or the "
@@ -171,8 +173,9 @@ def check_monotone(rows, tolerance=0.02):
     return fired
 
 
-def check_attack_strength(module, X, y, eps, accuracy, *, clip_min=0.0, clip_max=1.0, threshold=0.05):
-    """Warn when PGD with 5x the steps and 2 restarts lowers accuracy by more than ``threshold``.
+def check_attack_strength(module, X, y, eps, accuracy, *, clip_min=0.0, clip_max=1.0, threshold=0.05, nb_iter=50,
+                          restarts=2):
+    """Warn when a stronger PGD (``nb_iter`` steps, ``restarts`` restarts) lowers accuracy by more than ``threshold``.
 
     Parameters
     ----------
@@ -188,6 +191,10 @@ def check_attack_strength(module, X, y, eps, accuracy, *, clip_min=0.0, clip_max
         Input range.
     threshold : float, default=0.05
         Drop in accuracy that counts as "a lot".
+    nb_iter : int, default=50
+        Steps of the stronger PGD.
+    restarts : int, default=2
+        Its random restarts.
 
     Returns
     -------
@@ -196,16 +203,16 @@ def check_attack_strength(module, X, y, eps, accuracy, *, clip_min=0.0, clip_max
     """
     from .scoring import robust_score
 
-    strong = [get_attack("pgd", module, eps=eps, nb_iter=50, clip_min=clip_min, clip_max=clip_max)] * 2
+    strong = [get_attack("pgd", module, eps=eps, nb_iter=nb_iter, clip_min=clip_min, clip_max=clip_max)] * restarts
     acc = robust_score(module, X, y, strong, clip_min=clip_min, clip_max=clip_max, random_state=1)
     if accuracy - acc > threshold:
-        return _warn(f"PGD with 50 steps and 2 restarts lowers accuracy at eps={eps:g} from {accuracy:.3f} to "
+        return _warn(f"PGD with {nb_iter} steps and {restarts} restarts lowers accuracy at eps={eps:g} from {accuracy:.3f} to "
                      f"{acc:.3f}: the reported attack is too weak; raise nb_iter and add restarts",
                      RobustKDWarning)
     return False
 
 
-def check_spsa(module, X, y, eps, pgd_accuracy, *, clip_min=0.0, clip_max=1.0, threshold=0.05):
+def check_spsa(module, X, y, eps, pgd_accuracy, *, clip_min=0.0, clip_max=1.0, threshold=0.05, spsa_params=None):
     """Warn when gradient-free SPSA beats PGD by more than ``threshold`` (a sign of gradient masking).
 
     Parameters
@@ -222,6 +229,8 @@ def check_spsa(module, X, y, eps, pgd_accuracy, *, clip_min=0.0, clip_max=1.0, t
         Input range.
     threshold : float, default=0.05
         Margin by which SPSA must beat PGD.
+    spsa_params : dict, optional
+        SPSA's parameters (``nb_iter``, ``nb_sample``, ...; the registry's defaults otherwise).
 
     Returns
     -------
@@ -230,7 +239,8 @@ def check_spsa(module, X, y, eps, pgd_accuracy, *, clip_min=0.0, clip_max=1.0, t
     """
     from .scoring import robust_score
 
-    acc = robust_score(module, X, y, "spsa", eps=eps, clip_min=clip_min, clip_max=clip_max, random_state=0)
+    acc = robust_score(module, X, y, "spsa", eps=eps, clip_min=clip_min, clip_max=clip_max, random_state=0,
+                       **(spsa_params or {}))
     if pgd_accuracy - acc > threshold:
         return _warn(f"the gradient-free SPSA attack beats PGD at eps={eps:g} ({acc:.3f} against {pgd_accuracy:.3f}):"
                      " the model's gradients mislead PGD (gradient masking); report the SPSA number and do not "
@@ -239,7 +249,7 @@ def check_spsa(module, X, y, eps, pgd_accuracy, *, clip_min=0.0, clip_max=1.0, t
 
 
 def run_checks(module, X, y, rows, *, level="fast", device=None, clip_min=0.0, clip_max=1.0, max_samples=200,
-               pgd_params=None):
+               pgd_params=None, large_eps_steps=20, strong_steps=50, restarts=2, spsa_params=None):
     """Run the checks of ``level`` ("fast": logits, gradients, determinism, monotonicity; "full": also
     large-eps PGD, stronger PGD and SPSA) on at most ``max_samples`` samples.
 
@@ -261,6 +271,12 @@ def run_checks(module, X, y, rows, *, level="fast", device=None, clip_min=0.0, c
         Samples used by the checks that run attacks.
     pgd_params : dict, optional
         Parameters of the report's PGD, compared with a stronger PGD.
+    large_eps_steps : int, default=20
+        PGD steps of :func:`check_large_eps`.
+    strong_steps, restarts : int, default=50, 2
+        The stronger PGD of :func:`check_attack_strength`.
+    spsa_params : dict, optional
+        Parameters of :func:`check_spsa`'s SPSA.
 
     Returns
     -------
@@ -280,13 +296,15 @@ def run_checks(module, X, y, rows, *, level="fast", device=None, clip_min=0.0, c
         return fired
     with torch.no_grad(), attack_mode(module):
         n_classes = module(Xs[:1]).shape[1]
-    if check_large_eps(module, Xs, ys, clip_min=clip_min, clip_max=clip_max, n_classes=n_classes):
+    if check_large_eps(module, Xs, ys, clip_min=clip_min, clip_max=clip_max, n_classes=n_classes,
+                       nb_iter=large_eps_steps):
         fired.append("large_eps")
     eps_max = max(r["eps"] for r in rows)
     pgd = _pgd_accuracy(module, Xs, ys, eps_max, clip_min, clip_max, **(pgd_params or {}))
-    if check_attack_strength(module, Xs, ys, eps_max, pgd, clip_min=clip_min, clip_max=clip_max):
+    if check_attack_strength(module, Xs, ys, eps_max, pgd, clip_min=clip_min, clip_max=clip_max,
+                             nb_iter=strong_steps, restarts=restarts):
         fired.append("attack_strength")
-    if check_spsa(module, Xs, ys, eps_max, pgd, clip_min=clip_min, clip_max=clip_max):
+    if check_spsa(module, Xs, ys, eps_max, pgd, clip_min=clip_min, clip_max=clip_max, spsa_params=spsa_params):
         fired.append("spsa")
     logger.debug("sanity checks fired: %s", fired)
     return fired

@@ -287,7 +287,7 @@ def make_robust_scorer(attack="pgd", eps=None, **kwargs):
 
 def robustness_report(model, X, y, *, attacks=("fgsm", "pgd"), eps=(0.05, 0.1, 0.2, 0.3), batch_size=256,
                       device=None, clip_min=0.0, clip_max=1.0, random_state=None, attack_params=None,
-                      as_frame=False, checks="fast"):
+                      as_frame=False, checks="fast", check_params=None):
     """Clean accuracy, accuracy per attack and eps, and the worst case per eps.
 
     Parameters
@@ -311,6 +311,9 @@ def robustness_report(model, X, y, *, attacks=("fgsm", "pgd"), eps=(0.05, 0.1, 0
         with eps; ``"full"`` also runs PGD with eps covering the input range (must reach
         ~0), a stronger PGD (50 steps, 2 restarts) and gradient-free SPSA at the largest
         eps on up to 200 samples. None skips them.
+    check_params : dict, optional
+        Budgets of the checks, passed to :func:`robustkd.checks.run_checks`: ``max_samples``,
+        ``large_eps_steps``, ``strong_steps``, ``restarts``, ``spsa_params``.
 
     Returns
     -------
@@ -353,7 +356,7 @@ def robustness_report(model, X, y, *, attacks=("fgsm", "pgd"), eps=(0.05, 0.1, 0
 
         with _seeded(random_state, device), _on_device(module, device):
             run_checks(module, X, y, rows, level=checks, device=device, clip_min=clip_min, clip_max=clip_max,
-                       pgd_params=attack_params.get("pgd"))
+                       pgd_params=attack_params.get("pgd"), **(check_params or {}))
     if as_frame:
         try:
             import pandas as pd

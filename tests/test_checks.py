@@ -85,3 +85,12 @@ def test_accuracy_rising_with_eps_is_flagged():
 def test_checks_argument_is_validated(standard_net, data):
     with pytest.raises(ValueError, match='checks must be "fast", "full" or None; got checks=\'all\''):
         robustness_report(standard_net, *data, checks="all")
+
+
+def test_check_budgets_are_parameters(standard_net, data):
+    weak = {"pgd": {"nb_iter": 1, "eps_iter": 0.002, "rand_init": False}}
+    budgets = {"strong_steps": 7, "restarts": 1, "large_eps_steps": 5, "spsa_params": {"nb_iter": 2}, "max_samples": 60}
+    messages = report_warnings(standard_net, *data, checks="full", attack_params=weak, check_params=budgets)
+    assert any("PGD with 7 steps and 1 restarts lowers accuracy" in m for m in messages), messages
+    with pytest.raises(TypeError, match="strong_stepz"):
+        report_warnings(standard_net, *data, checks="full", check_params={"strong_stepz": 3})
