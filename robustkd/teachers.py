@@ -261,7 +261,8 @@ class TeacherPool(ClassifierMixin, BaseEstimator):
         return np.mean([t.predict_proba(X) for t in self.teachers_], axis=0)
 
     def predict(self, X):
-        """Class with the highest mean probability (an index into the logits, as skorch predicts).
+        """Class with the highest mean probability (a logit index, or the label when the teachers were
+        fitted on non-index labels such as strings).
 
         Parameters
         ----------
@@ -273,4 +274,5 @@ class TeacherPool(ClassifierMixin, BaseEstimator):
         ndarray of shape (n_samples,)
             Predicted classes.
         """
-        return self.predict_proba(X).argmax(axis=1)
+        indices = self.predict_proba(X).argmax(axis=1)
+        return np.asarray(self.classes_)[indices] if getattr(self.teachers_[0], "encodes_labels_", False) else indices

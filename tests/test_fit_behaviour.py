@@ -177,6 +177,10 @@ def test_string_labels_are_encoded_and_predicted_back(small):
         by_index, X_test, np.searchsorted(np.sort(names), names[y_test]), "fgsm", eps=0.1, random_state=0)
     with pytest.raises(ValueError, match=r"labels \['ten'\] that the model was not fitted on"):
         robust_score(net, X_test[:2], ["one", "ten"], "fgsm", eps=0.1)
+    from robustkd import TeacherPool
+
+    pool = TeacherPool(teacher(max_epochs=1), attacks=["fgsm"], random_state=0).fit(X, names[y])
+    assert set(pool.predict(X_test)) <= set(names)
     student = MultiTeacherDistiller([net], max_epochs=1, train_split=None, verbose=0, random_state=0)
     student.fit(X[y != 3], names[y][y != 3])                  # a class missing: the teachers' classes still hold
     assert list(student.classes_) == sorted(names) and set(student.predict(X_test)) <= set(names)
