@@ -1,35 +1,14 @@
 """What robustkd's skorch estimators share: defaults, seeding, interruption, device and input handling."""
 import contextlib
-import numbers
 
 import numpy as np
 import torch
 
+from . import _rng
 from ._inputs import as_array, check_device, check_images, encode_labels, is_index_labels, not_fitted_error
+from ._rng import check_seed, derive_seed
 
-__all__ = ["SeededNetMixin", "check_random_state_int", "check_seed", "derive_seed", "net_defaults"]
-
-
-def check_seed(random_state, name="random_state"):
-    """Return ``random_state`` (None or a non-negative int) or raise naming it."""
-    if random_state is None:
-        return None
-    if isinstance(random_state, bool) or not isinstance(random_state, numbers.Integral) or random_state < 0:
-        raise ValueError(f"{name} must be None or a non-negative int; got {name}={random_state!r}")
-    return int(random_state)
-
-
-def derive_seed(*parts):
-    """A seed in ``[0, 2**31)`` determined by the integers ``parts`` alone (numpy's SeedSequence)."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0] & 0x7FFFFFFF)
-
-
-def check_random_state_int(random_state, n):
-    """Draw ``n`` independent integer seeds from ``random_state`` (all None if it is None)."""
-    seed = check_seed(random_state)
-    if seed is None:
-        return [None] * n
-    return [int(s) for s in np.random.RandomState(seed).randint(0, 2**31 - 1, size=n)]
+__all__ = ["SeededNetMixin", "net_defaults"]
 
 
 def net_defaults(kwargs):
@@ -67,24 +46,11 @@ class SeededNetMixin:
         finally:
             self._restore_rng(state)
 
-    def _uses_cuda(self):
-        return str(self.device).startswith("cuda") and torch.cuda.is_available()
-
     def _fork_seed(self, offset):
         seed = check_seed(self.random_state)
-        if seed is None:
-            return None
-        state = (torch.get_rng_state(), torch.cuda.get_rng_state_all() if self._uses_cuda() else None)
-        torch.manual_seed(seed + offset)
-        return state
+        return _rng.fork(None if seed is None else seed + offset, cuda=str(self.device).startswith("cuda"))
 
-    @staticmethod
-    def _restore_rng(state):
-        if state is None:
-            return
-        torch.set_rng_state(state[0])
-        if state[1] is not None:
-            torch.cuda.set_rng_state_all(state[1])
+    _restore_rng = staticmethod(_rng.restore)
 
     def _restore_caller_rng(self):
         self._restore_rng(self.__dict__.pop("caller_rng_state_", None))

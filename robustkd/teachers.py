@@ -15,16 +15,11 @@ from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNetClassifier
 from skorch.dataset import unpack_data
 
-from ._base import SeededNetMixin, check_random_state_int, net_defaults
-from .attacks import available_attacks, check_eps, get_attack, perturb
+from ._base import SeededNetMixin, net_defaults
+from ._rng import check_random_state_int
+from .attacks import available_attacks, check_attack_name, check_eps, get_attack, perturb
 
 __all__ = ["AdversarialTeacher", "TeacherPool"]
-
-
-def check_attack_name(attack, name="attack"):
-    """Raise a clear error unless ``attack`` is a registry name."""
-    if not isinstance(attack, str) or attack not in available_attacks():
-        raise ValueError(f"Unknown {name} {attack!r}; known attacks are {sorted(available_attacks())}")
 
 
 def check_training_attack(net, purpose):

@@ -21,24 +21,150 @@ camkd         :math:`(1 - \\mathrm{softmax}_k(\\ell_{ik})) / (K - 1)` (CA-MKD, Z
 ============  =====================================================================  ============
 
 A callable ``f(teacher_logits, y) -> (n, K) tensor`` may be given instead of a name;
-its rows are checked and normalised to sum to 1.
+its rows are checked and normalised to sum to 1. New named schemes are added with
+:func:`register_scheme` and then work everywhere a built-in one does.
 """
+import dataclasses
 import numbers
 
 import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator
 
-from ._names import SCHEMES  # one list of names, shared with the command line
+from ._names import SCHEMES  # the built-in names, shared with the command line
 
-__all__ = ["SCHEMES", "teacher_weights", "AdaptiveWeighter"]
+__all__ = ["SCHEMES", "SchemeSpec", "register_scheme", "available_schemes", "teacher_weights", "AdaptiveWeighter"]
 
-_NEEDS_LABELS = {"accuracy", "confidence", "loss", "camkd"}
+
+@dataclasses.dataclass(frozen=True)
+class SchemeSpec:
+    """A registered weighting scheme.
+
+    Parameters
+    ----------
+    name : str
+        Registry name (``weighter__scheme=name``).
+    fn : callable
+        ``fn(teacher_logits, y, tau) -> (n, K) tensor`` of non-negative weights with positive row
+        sums (normalised to 1 by :func:`teacher_weights`); ``teacher_logits`` is a float tensor
+        ``(n, K, C)`` without gradient, ``y`` an int64 tensor ``(n,)`` (None unless ``needs_labels``).
+    needs_labels : bool
+        Whether ``fn`` uses the true labels.
+    description : str
+        One line for listings.
+    """
+
+    name: str
+    fn: object
+    needs_labels: bool
+    description: str = ""
+
+
+_SCHEMES = {}
+
+
+def register_scheme(name, fn, *, needs_labels, description="", overwrite=False):
+    """Add a weighting scheme usable by name everywhere a built-in one is (``weighter__scheme=name``).
+
+    Parameters
+    ----------
+    name : str
+        Registry name.
+    fn : callable
+        ``fn(teacher_logits, y, tau) -> (n, K) tensor`` (see :class:`SchemeSpec`).
+    needs_labels : bool
+        Whether ``fn`` uses the true labels ``y``.
+    description : str, default=""
+        One line for listings.
+    overwrite : bool, default=False
+        Replace an existing scheme of that name (otherwise an error).
+
+    Returns
+    -------
+    SchemeSpec
+        The registered entry.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from robustkd.weighting import register_scheme, teacher_weights
+    >>> spec = register_scheme("first", lambda z, y, tau: torch.eye(z.shape[1])[[0] * len(z)],
+    ...                        needs_labels=False, overwrite=True)
+    >>> teacher_weights(torch.randn(2, 3, 4), scheme="first").tolist()
+    [[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string; got name={name!r}")
+    if not callable(fn):
+        raise TypeError(f"fn must be callable fn(teacher_logits, y, tau); got {type(fn).__name__}")
+    if name in _SCHEMES and not overwrite:
+        raise ValueError(f"a scheme named {name!r} is already registered; pass overwrite=True to replace it")
+    _SCHEMES[name] = SchemeSpec(name, fn, bool(needs_labels), description)
+    return _SCHEMES[name]
+
+
+def available_schemes():
+    """Names of the registered weighting schemes, built-in ones first.
+
+    Returns
+    -------
+    list of str
+        Registry names.
+    """
+    return list(_SCHEMES)
 
 
 def _true_class_log_prob(teacher_logits, y):
     log_p = F.log_softmax(teacher_logits, dim=2)
     return log_p.gather(2, y.view(-1, 1, 1).expand(-1, teacher_logits.shape[1], 1)).squeeze(2)
+
+
+def _uniform(z, y, tau):
+    return torch.full(z.shape[:2], 1.0 / z.shape[1], device=z.device)
+
+
+def _accuracy(z, y, tau):
+    n, k = z.shape[:2]
+    acc = (z.argmax(2) == y.unsqueeze(1)).float().mean(0)
+    acc = acc / acc.sum() if acc.sum() > 0 else torch.full_like(acc, 1.0 / k)
+    return acc.expand(n, k).clone()
+
+
+def _confidence(z, y, tau):
+    return F.softmax(_true_class_log_prob(z, y).exp() / tau, dim=1)
+
+
+def _loss(z, y, tau):
+    return F.softmax(_true_class_log_prob(z, y) / tau, dim=1)
+
+
+def _entropy(z, y, tau):
+    log_p = F.log_softmax(z, dim=2)
+    return F.softmax((log_p.exp() * log_p).sum(2) / tau, dim=1)
+
+
+def _camkd(z, y, tau):
+    n, k = z.shape[:2]
+    if k == 1:
+        return torch.ones(n, 1, device=z.device)
+    return (1 - F.softmax(-_true_class_log_prob(z, y), dim=1)) / (k - 1)
+
+
+for _name, _fn, _labels in (("uniform", _uniform, False), ("accuracy", _accuracy, True),
+                            ("confidence", _confidence, True), ("loss", _loss, True),
+                            ("entropy", _entropy, False), ("camkd", _camkd, True)):
+    register_scheme(_name, _fn, needs_labels=_labels)
+if tuple(_SCHEMES) != SCHEMES:  # pragma: no cover - a guard for whoever edits either list
+    raise ImportError(f"robustkd._names.SCHEMES {SCHEMES} does not match the built-in schemes {tuple(_SCHEMES)}")
+
+
+def _check_rows(w, n, k, origin):
+    """Normalise ``w`` to rows summing to 1 after checking its shape and values."""
+    w = torch.as_tensor(w, dtype=torch.float32)
+    if w.shape != (n, k) or not torch.isfinite(w).all() or (w < 0).any() or (w.sum(1) <= 0).any():
+        raise ValueError(f"{origin} must return finite non-negative weights of shape ({n}, {k}) with positive row "
+                         f"sums; got shape {tuple(w.shape)}")
+    return w / w.sum(1, keepdim=True)
 
 
 def teacher_weights(teacher_logits, y=None, scheme="confidence", tau=1.0):
@@ -47,9 +173,12 @@ def teacher_weights(teacher_logits, y=None, scheme="confidence", tau=1.0):
     Parameters
     ----------
     teacher_logits : Tensor of shape (n, K, C)
+        Logits of K teachers.
     y : Tensor of shape (n,), optional
-        True class indices; required by ``accuracy``, ``confidence``, ``loss`` and ``camkd``.
+        True class indices; required by the schemes that use labels (``accuracy``,
+        ``confidence``, ``loss``, ``camkd`` and registered ones with ``needs_labels``).
     scheme : str or callable, default="confidence"
+        A registered name (:func:`available_schemes`) or ``f(teacher_logits, y) -> (n, K)``.
     tau : float, default=1.0
         Softmax temperature of ``confidence``, ``loss`` and ``entropy``; lower is sharper.
 
@@ -77,36 +206,20 @@ def teacher_weights(teacher_logits, y=None, scheme="confidence", tau=1.0):
     with torch.no_grad():
         z = teacher_logits.detach().float()
         if callable(scheme):
-            w = torch.as_tensor(scheme(z, y), dtype=torch.float32, device=z.device)
-            if w.shape != (n, k) or not torch.isfinite(w).all() or (w < 0).any() or (w.sum(1) <= 0).any():
-                raise ValueError(f"a weighting callable must return finite non-negative weights of shape ({n}, {k}) "
-                                 f"with positive row sums; got shape {tuple(w.shape)}")
-            return w / w.sum(1, keepdim=True)
-        if scheme not in SCHEMES:
-            raise ValueError(f"scheme must be one of {list(SCHEMES)} or a callable; got scheme={scheme!r}")
-        if scheme in _NEEDS_LABELS:
+            return _check_rows(scheme(z, y), n, k, "a weighting callable").to(z.device)
+        if not isinstance(scheme, str) or scheme not in _SCHEMES:
+            raise ValueError(f"scheme must be one of {available_schemes()} or a callable; got scheme={scheme!r}")
+        spec = _SCHEMES[scheme]
+        if spec.needs_labels:
             if y is None:
                 raise ValueError(f"scheme={scheme!r} needs the true labels y")
             y = torch.as_tensor(y, device=z.device).long()
             if y.shape != (n,):
                 raise ValueError(f"y must have shape ({n},); got {tuple(y.shape)}")
-        if scheme == "uniform":
-            return torch.full((n, k), 1.0 / k, device=z.device)
-        if scheme == "accuracy":
-            acc = (z.argmax(2) == y.unsqueeze(1)).float().mean(0)
-            acc = acc / acc.sum() if acc.sum() > 0 else torch.full_like(acc, 1.0 / k)
-            return acc.expand(n, k).clone()
-        if scheme == "entropy":
-            log_p = F.log_softmax(z, dim=2)
-            return F.softmax((log_p.exp() * log_p).sum(2) / tau, dim=1)
-        log_p_true = _true_class_log_prob(z, y)
-        if scheme == "confidence":
-            return F.softmax(log_p_true.exp() / tau, dim=1)
-        if scheme == "loss":
-            return F.softmax(log_p_true / tau, dim=1)
-        if k == 1:  # camkd
-            return torch.ones(n, 1, device=z.device)
-        return (1 - F.softmax(-log_p_true, dim=1)) / (k - 1)
+        w = spec.fn(z, y if spec.needs_labels else None, tau)
+        if scheme in SCHEMES:
+            return w
+        return _check_rows(w, n, k, f"scheme {scheme!r}").to(z.device)
 
 
 class AdaptiveWeighter(BaseEstimator):
@@ -118,8 +231,9 @@ class AdaptiveWeighter(BaseEstimator):
 
     Parameters
     ----------
-    scheme : {"uniform", "accuracy", "confidence", "loss", "entropy", "camkd"} or callable, \
-default="confidence"
+    scheme : str or callable, default="confidence"
+        A registered name (``"uniform"``, ``"accuracy"``, ``"confidence"``, ``"loss"``,
+        ``"entropy"``, ``"camkd"`` or one added with :func:`register_scheme`) or a callable.
     tau : float, default=1.0
         Softmax temperature for ``confidence``, ``loss`` and ``entropy``.
 
@@ -150,4 +264,4 @@ default="confidence"
     @property
     def needs_labels(self):
         """Whether the scheme uses the true labels."""
-        return callable(self.scheme) or self.scheme in _NEEDS_LABELS
+        return callable(self.scheme) or self.scheme not in _SCHEMES or _SCHEMES[self.scheme].needs_labels

@@ -5,13 +5,11 @@ the library's default data. MNIST and Fashion-MNIST come through torchvision, fr
 ``data_home`` (torchvision's layout: ``data_home/MNIST/raw``,
 ``data_home/FashionMNIST/raw``), downloaded there only when ``download=True``.
 """
-import dataclasses
 import os
 
 import numpy as np
 
-__all__ = ["get_data_home", "load_digits_images", "load_mnist", "load_fashion_mnist", "load_split", "DATASETS",
-           "DatasetSpec", "dataset_names"]
+__all__ = ["get_data_home", "load_digits_images", "load_mnist", "load_fashion_mnist"]
 
 
 def get_data_home(data_home=None):
@@ -131,109 +129,3 @@ def load_fashion_mnist(data_home=None, *, train=True, download=False):
     return _load_torchvision("FashionMNIST", data_home, train, download)
 
 
-@dataclasses.dataclass(frozen=True)
-class DatasetSpec:
-    """A named data set of :func:`load_split` and the command line.
-
-    Parameters
-    ----------
-    name : str
-        Registry name.
-    load : callable
-        ``load(data_home, download, seed) -> (X_train, X_test, y_train, y_test)``.
-    n_classes : int
-        Number of classes of the whole data set (subsamples may miss some).
-    description : str
-        One line for help texts.
-    """
-
-    name: str
-    load: object
-    n_classes: int
-    description: str
-
-
-def _digits_split(data_home, download, seed):
-    from sklearn.model_selection import train_test_split
-
-    X, y = load_digits_images()
-    return train_test_split(X, y, test_size=0.25, random_state=seed, stratify=y)
-
-
-def _torchvision_split(loader):
-    def load(data_home, download, seed):
-        X_train, y_train = loader(data_home, train=True, download=download)
-        X_test, y_test = loader(data_home, train=False, download=download)
-        return X_train, X_test, y_train, y_test
-
-    return load
-
-
-DATASETS = {spec.name: spec for spec in (
-    DatasetSpec("digits", _digits_split, 10, "scikit-learn's bundled 8x8 digits, split 75/25 (no download)"),
-    DatasetSpec("mnist", _torchvision_split(load_mnist), 10, "MNIST 28x28, its own 60,000/10,000 split"),
-    DatasetSpec("fashion-mnist", _torchvision_split(load_fashion_mnist), 10,
-                "Fashion-MNIST 28x28, its own 60,000/10,000 split"),
-)}
-
-
-def dataset_names():
-    """The names :func:`load_split` accepts.
-
-    Returns
-    -------
-    list of str
-        Registry names, in registration order.
-    """
-    return list(DATASETS)
-
-
-def load_split(dataset, data_home=None, download=False, seed=0, n_train=None, n_test=None):
-    """``(X_train, X_test, y_train, y_test)`` for a registered data set name.
-
-    Digits is split 75/25 (stratified, ``seed``); MNIST and Fashion-MNIST use their own test
-    sets. ``n_train``/``n_test`` draw random subsets with ``seed``. Used by the command line.
-
-    Parameters
-    ----------
-    dataset : str
-        A name from :func:`dataset_names` (``"digits"``, ``"mnist"``, ``"fashion-mnist"``).
-    data_home : str, optional
-        Folder holding ``MNIST/raw`` or ``FashionMNIST/raw``.
-    download : bool, default=False
-        Download MNIST/Fashion-MNIST when missing.
-    seed : int, default=0
-        Seeds the digits split and the subsets.
-    n_train, n_test : int, optional
-        Sizes of random subsets of the training and test sets.
-
-    Returns
-    -------
-    tuple of ndarray
-        ``(X_train, X_test, y_train, y_test)``.
-
-    Raises
-    ------
-    ValueError
-        Unknown data set name (the message lists the known ones).
-    FileNotFoundError
-        The files are missing and ``download`` is False.
-
-    Examples
-    --------
-    >>> from robustkd.datasets import load_split
-    >>> X_train, X_test, y_train, y_test = load_split("digits", n_train=100)
-    >>> X_train.shape, X_test.shape
-    ((100, 1, 8, 8), (450, 1, 8, 8))
-    """
-    if not isinstance(dataset, str) or dataset not in DATASETS:
-        raise ValueError(f"Unknown dataset {dataset!r}; known datasets are {dataset_names()}")
-    X_train, X_test, y_train, y_test = DATASETS[dataset].load(data_home, download, seed)
-    rng = np.random.RandomState(seed)
-    if n_train and n_train < len(X_train):
-        idx = rng.permutation(len(X_train))[:n_train]
-        X_train, y_train = X_train[idx], y_train[idx]
-    if n_test and n_test < len(X_test):
-        idx = rng.permutation(len(X_test))[:n_test]
-        X_test, y_test = X_test[idx], y_test[idx]
-    return X_train, X_test, y_train, y_test

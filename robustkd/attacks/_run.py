@@ -1,0 +1,101 @@
+"""Running an attack: eval mode with frozen parameters, untouched inputs, per-sample seeds."""
+import contextlib
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["attack_mode", "perturb", "sample_seeds"]
+
+
+def sample_seeds(random_state, indices, salt=0):
+    """One seed per sample, determined by ``(random_state, index, salt)`` alone (splitmix64).
+
+    Parameters
+    ----------
+    random_state : int
+        The evaluation's seed.
+    indices : array-like of int
+        Each sample's position in the evaluated data.
+    salt : int, default=0
+        Distinguishes repeated runs (restarts) of the same attack.
+
+    Returns
+    -------
+    ndarray of int64
+        Seeds in ``[0, 2**63)``.
+    """
+    with np.errstate(over="ignore"):
+        z = np.asarray(indices, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        z = z + np.uint64(int(random_state) & 0xFFFFFFFF) * np.uint64(0xBF58476D1CE4E5B9) \
+            + np.uint64(int(salt) & 0xFFFF) * np.uint64(0x94D049BB133111EB) + np.uint64(0x632BE59BD9B4E019)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(1)).astype(np.int64)
+
+
+@contextlib.contextmanager
+def attack_mode(module):
+    """Context in which ``module`` is in eval mode with frozen parameters.
+
+    On exit, each submodule's ``training`` flag and each parameter's
+    ``requires_grad`` are restored to what they were, even after an error.
+    Objects that are not :class:`torch.nn.Module` are left alone.
+
+    Parameters
+    ----------
+    module : torch.nn.Module or any object
+        The model an attack runs on.
+
+    Yields
+    ------
+    module
+        The same object, in eval mode with frozen parameters.
+    """
+    if not isinstance(module, nn.Module):
+        yield module
+        return
+    modes = [(m, m.training) for m in module.modules()]
+    grads = [(p, p.requires_grad) for p in module.parameters()]
+    module.eval()
+    for p, _ in grads:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for m, training in modes:
+            m.training = training
+        for p, flag in grads:
+            p.requires_grad_(flag)
+
+
+def perturb(attack, x, y, sample_seeds=None):
+    """Run ``attack`` on ``(x, y)`` and return detached adversarial examples.
+
+    The attacked model (``attack.predict``) runs in eval mode with frozen
+    parameters (see :func:`attack_mode`); ``x`` and ``y`` are not modified.
+
+    Parameters
+    ----------
+    attack : advertorch.attacks.Attack
+        The attack, bound to its model.
+    x : torch.Tensor of shape (n_samples, ...)
+        Inputs.
+    y : torch.Tensor of shape (n_samples,)
+        Labels.
+    sample_seeds : array-like of int of shape (n_samples,), optional
+        Per-sample seeds of the random start, for the attacks that take them (those with
+        ``accepts_sample_seeds = True``: PGD, PGD-L2, CW-L-inf; see :func:`sample_seeds`);
+        ignored by the others.
+
+    Returns
+    -------
+    torch.Tensor
+        Adversarial examples, same shape and device as ``x``.
+    """
+    seeded = sample_seeds is not None and getattr(attack, "accepts_sample_seeds", False)
+    kwargs = {"sample_seeds": sample_seeds} if seeded else {}
+    with attack_mode(getattr(attack, "predict", None)), torch.enable_grad():
+        x_adv = attack.perturb(x.detach().clone(), y.detach().clone(), **kwargs)
+    return x_adv.detach()

@@ -1,0 +1,148 @@
+"""Robustness reports over attacks and budgets, and their plots."""
+import numpy as np
+
+from .._inputs import check_positive_int
+from .._rng import seeded
+from ..attacks import check_eps, get_attack
+from .checks import run_checks
+from .robust import _attack_names, _evaluate, _on_device, _prepare
+
+__all__ = ["robustness_report", "plot_robustness_curves"]
+
+
+def robustness_report(model, X, y, *, attacks=("fgsm", "pgd"), eps=(0.05, 0.1, 0.2, 0.3), batch_size=256,
+                      device=None, clip_min=0.0, clip_max=1.0, random_state=None, attack_params=None,
+                      as_frame=False, checks="fast", check_params=None):
+    """Clean accuracy, accuracy per attack and eps, and the worst case per eps.
+
+    Parameters
+    ----------
+    model, X, y
+        As in :func:`robust_mask`.
+    attacks : sequence of str, default=("fgsm", "pgd")
+        Attack names.
+    eps : sequence of float, default=(0.05, 0.1, 0.2, 0.3)
+        Budgets, each > 0.
+    batch_size, device, clip_min, clip_max, random_state
+        As in :func:`robust_mask`.
+    attack_params : dict, optional
+        ``{attack name: {parameter: value}}`` overrides.
+    as_frame : bool, default=False
+        Return a pandas DataFrame (pandas must be installed) instead of records.
+    checks : {"fast", "full"} or None, default="fast"
+        Sanity checks of the evaluation (:mod:`robustkd.checks`), which warn with a remedy:
+        ``"fast"`` checks that the model returns logits, that its input gradients are
+        non-zero and finite, that it is deterministic, and that accuracy does not rise
+        with eps; ``"full"`` also runs PGD with eps covering the input range (must reach
+        ~0), a stronger PGD (50 steps, 2 restarts) and gradient-free SPSA at the largest
+        eps on up to 200 samples. None skips them.
+    check_params : dict, optional
+        Budgets of the checks, passed to :func:`robustkd.checks.run_checks`: ``max_samples``,
+        ``large_eps_steps``, ``strong_steps``, ``restarts``, ``spsa_params``.
+
+    Returns
+    -------
+    list of dict or pandas.DataFrame
+        One row per result, with keys ``attack``, ``eps``, ``accuracy`` and
+        ``n_samples``: first ``attack="clean"`` at ``eps=0``, then each attack and
+        ``"worst_case"`` (per sample, over the attacks) at each eps.
+    """
+    if checks not in ("fast", "full", None):
+        raise ValueError(f'checks must be "fast", "full" or None; got checks={checks!r}')
+    attacks = _attack_names(attacks)
+    if not all(isinstance(a, str) for a in attacks):
+        raise TypeError(f"attacks must be attack names for a report over eps; got {attacks!r}")
+    eps_list = [check_eps(e) for e in (eps if isinstance(eps, (list, tuple, np.ndarray)) else [eps])]
+    if not eps_list or min(eps_list) <= 0:
+        raise ValueError(f"eps must be a non-empty list of budgets > 0; got eps={eps!r}")
+    attack_params = dict(attack_params or {})
+    unknown = set(attack_params) - set(attacks)
+    if unknown:
+        raise ValueError(f"attack_params names attacks {sorted(unknown)} that are not in attacks={attacks}")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    module, X, y, device = _prepare(model, X, y, clip_min, clip_max, device)
+    keys = [(a, e) for e in eps_list for a in attacks]
+    grid = [get_attack(a, module, eps=e, clip_min=clip_min, clip_max=clip_max, **attack_params.get(a, {}))
+            for a, e in keys]
+    with seeded(random_state, device.type == "cuda"):
+        clean, masks = _evaluate(module, X, y, grid, batch_size=batch_size, device=device, sequential=False,
+                                 random_state=random_state)
+    n = len(X)
+    rows = [{"attack": "clean", "eps": 0.0, "accuracy": float(clean.mean()), "n_samples": n}]
+    for e in eps_list:
+        worst = clean.copy()
+        for (a, e_k), mask in zip(keys, masks):
+            if e_k == e:
+                rows.append({"attack": a, "eps": e, "accuracy": float(mask.mean()), "n_samples": n})
+                worst &= mask
+        rows.append({"attack": "worst_case", "eps": e, "accuracy": float(worst.mean()), "n_samples": n})
+    if checks:
+        with seeded(random_state, device.type == "cuda"), _on_device(module, device):
+            run_checks(module, X, y, rows, level=checks, device=device, clip_min=clip_min, clip_max=clip_max,
+                       pgd_params=attack_params.get("pgd"), **(check_params or {}))
+    if as_frame:
+        try:
+            import pandas as pd
+        except ImportError as exc:
+            raise ImportError("as_frame=True needs pandas: pip install pandas") from exc
+        return pd.DataFrame(rows)
+    return rows
+
+
+def plot_robustness_curves(report, *, ax=None, group_by=None):
+    """Plot accuracy against eps, one line per attack (or per ``group_by`` value).
+
+    Parameters
+    ----------
+    report : list of dict or pandas.DataFrame
+        Output of :func:`robustness_report`, possibly with extra columns (e.g.
+        ``method``) from several reports concatenated.
+    ax : matplotlib Axes, optional
+        Where to draw; a new figure if None.
+    group_by : str, optional
+        Column whose values get one line each, e.g. ``"method"``; each line then
+        shows the worst case, unless the report has a single attack. Default: one
+        line per attack.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
+    """
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError("plotting needs matplotlib: pip install matplotlib (or robustkd[plot])") from exc
+    rows = report.to_dict("records") if hasattr(report, "to_dict") else list(report)
+    if not rows:
+        raise ValueError("report is empty")
+    if group_by is not None and group_by not in rows[0]:
+        raise ValueError(f"group_by={group_by!r} is not a column of the report; columns are {sorted(rows[0])}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    attacks = sorted({r["attack"] for r in rows} - {"clean", "worst_case"})
+    series = attacks + (["worst_case"] if len(attacks) != 1 else [])
+    lines = {}
+    for r in rows:
+        if group_by:
+            wanted = series[-1]
+            if r["attack"] not in ("clean", wanted):
+                continue
+            targets = [r[group_by]]
+        elif r["attack"] == "clean":
+            targets = series
+        elif r["attack"] in series:
+            targets = [r["attack"]]
+        else:
+            continue
+        for t in targets:
+            lines.setdefault(t, []).append((r["eps"], r["accuracy"]))
+    for label, pts in lines.items():
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=str(label))
+    ax.set_xlabel("eps")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return ax

@@ -1,0 +1,272 @@
+"""Accuracy under adversarial attack: per-sample masks, scores, scorers and reports.
+
+A sample counts as robust when the model classifies it correctly on the clean input
+**and** on the adversarial input of every attack asked for (worst case per sample,
+as AutoAttack reports it). Attacks start from the clean input and, for a list of
+attacks, each one runs only on the samples still robust, which is cheaper and gives
+the same worst case as running them all.
+"""
+import contextlib
+
+import numpy as np
+import torch
+from sklearn.pipeline import Pipeline
+
+from .._inputs import (check_device, check_images, check_positive_int, encode_labels, model_classes, module_device,
+                       resolve_model)
+from .._rng import seeded
+from ..attacks import attack_mode, check_eps, get_attack, perturb, sample_seeds
+
+__all__ = ["robust_mask", "robust_score", "make_robust_scorer"]
+
+
+@contextlib.contextmanager
+def _on_device(module, device):
+    """Move ``module`` to ``device`` for the block and back afterwards."""
+    original = module_device(module)
+    if device == original:
+        yield module
+        return
+    module.to(device)
+    try:
+        yield module
+    finally:
+        module.to(original)
+
+
+def _attack_names(attack):
+    attacks = list(attack) if isinstance(attack, (list, tuple)) else [attack]
+    if not attacks:
+        raise ValueError("attack must name at least one attack; got an empty list")
+    return attacks
+
+
+def _prepare(model, X, y, clip_min, clip_max, device):
+    classes = model_classes(model.steps[-1][1] if isinstance(model, Pipeline) else model)
+    module, X, model_device = resolve_model(model, X)
+    X = check_images(X, clip_min=clip_min, clip_max=clip_max)
+    device = model_device if device is None else torch.device(check_device(device))
+    try:
+        with torch.no_grad(), attack_mode(module), _on_device(module, device):
+            out = module(X[:1].to(device))
+    except RuntimeError as exc:
+        raise ValueError(f"the model cannot take inputs of shape {tuple(X.shape[1:])}: {exc}") from exc
+    if out.dim() != 2:
+        raise ValueError(f"the model must return logits of shape (n_samples, n_classes); got shape "
+                         f"{tuple(out.shape)}")
+    n_outputs = out.shape[1]
+    y = encode_labels(y, len(X), n_outputs, classes=classes)
+    return module, X, y, device
+
+
+def _salts(attack_grid):
+    """Restart number of each attack: 0 for its first occurrence in the grid, 1 for an identical second, ...
+
+    So ``[pgd] * 2`` is two restarts with different random starts, while a given attack draws
+    the same per-sample starts alone as in any cascade.
+    """
+    seen, salts = {}, []
+    for attack in attack_grid:
+        key = repr(attack) if getattr(attack, "accepts_sample_seeds", False) else id(attack)
+        salts.append(seen.get(key, 0))
+        seen[key] = salts[-1] + 1
+    return salts
+
+
+def _evaluate(module, X, y, attack_grid, *, batch_size, device, sequential, random_state=None):
+    """Per-sample correctness: a clean mask and one mask per attack in ``attack_grid``.
+
+    With ``sequential``, each attack runs only on samples that survived the previous
+    ones (its mask is then the running worst case); otherwise every attack runs on
+    every clean-correct sample. With ``random_state``, sample i's random start in each
+    attack comes from ``(random_state, i)`` (see :func:`robustkd.attacks.sample_seeds`),
+    whatever the batch and whichever attacks ran before.
+    """
+    clean = torch.zeros(len(X), dtype=torch.bool)
+    masks = torch.zeros(len(attack_grid), len(X), dtype=torch.bool)
+    salts = _salts(attack_grid)
+    with attack_mode(module), _on_device(module, device):
+        for start in range(0, len(X), batch_size):
+            sl = slice(start, start + batch_size)
+            xb, yb = X[sl].to(device), y[sl].to(device)
+            with torch.no_grad():
+                ok = module(xb).argmax(1) == yb
+            clean[sl] = ok.cpu()
+            survivors = ok
+            for k, attack in enumerate(attack_grid):
+                alive = survivors if sequential else ok
+                robust = alive.clone()
+                idx = alive.nonzero().squeeze(1)
+                if len(idx):
+                    seeds = None if random_state is None else sample_seeds(random_state, start + idx.cpu().numpy(),
+                                                                          salts[k])
+                    x_adv = perturb(attack, xb[idx], yb[idx], sample_seeds=seeds)
+                    with torch.no_grad():
+                        robust[idx] = module(x_adv).argmax(1) == yb[idx]
+                masks[k, sl] = robust.cpu()
+                if sequential:
+                    survivors = robust
+    return clean.numpy(), masks.numpy()
+
+
+def robust_mask(model, X, y, attack="pgd", *, eps=None, batch_size=256, device=None,
+                clip_min=0.0, clip_max=1.0, random_state=None, **attack_params):
+    """Per-sample robustness: True where the model is right on the clean input and
+    under every attack.
+
+    Parameters
+    ----------
+    model : torch.nn.Module, skorch net or Pipeline
+        A module returning logits, a fitted skorch net (its ``module_`` is attacked),
+        or a fitted ``Pipeline`` ending in one (earlier steps transform ``X`` first).
+    X : array-like or torch.Tensor of shape (n_samples, ...)
+        Inputs in ``[clip_min, clip_max]``. Never modified.
+    y : array-like of shape (n_samples,)
+        True labels: indices into the model's logits, as skorch trains on them.
+    attack : str, advertorch Attack, or list of them, default="pgd"
+        Attack name (see :func:`robustkd.attacks.available_attacks`) or instance; a
+        list means worst case per sample over all of them.
+    eps : float, optional
+        Perturbation budget for named attacks (their default if None). ``eps=0``
+        skips the attacks: the mask is clean correctness.
+    batch_size : int, default=256
+        Samples attacked at once.
+    device : str or torch.device, optional
+        Where to run; defaults to the model's device. The model is moved back after.
+    clip_min, clip_max : float, default=0.0, 1.0
+        Valid input range; ``X`` outside it is an error.
+    random_state : int, optional
+        Seeds the attacks without touching the global RNG state. Random starts are drawn
+        per sample from ``(random_state, sample index)``, so a sample starts from the same
+        point whether an attack runs alone, in a list or in another batch: the worst case
+        over a list is never above any of its attacks.
+    **attack_params
+        Parameters for named attacks (e.g. ``nb_iter=20``).
+
+    Returns
+    -------
+    ndarray of shape (n_samples,), bool
+        True where the sample is classified correctly clean and under every attack.
+
+    Raises
+    ------
+    ValueError
+        Unknown attack, negative eps, mismatched lengths, labels outside the model's
+        classes, or ``X`` outside ``[clip_min, clip_max]``.
+    """
+    attacks = _attack_names(attack)
+    if eps is not None:
+        eps = check_eps(eps)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    module, X, y, device = _prepare(model, X, y, clip_min, clip_max, device)
+    if eps == 0:
+        grid = []
+    else:
+        grid = [get_attack(a, module, eps=eps, clip_min=clip_min, clip_max=clip_max, **attack_params)
+                if isinstance(a, str) else get_attack(a, module, **attack_params) for a in attacks]
+    with seeded(random_state, device.type == "cuda"):
+        clean, masks = _evaluate(module, X, y, grid, batch_size=batch_size, device=device, sequential=True,
+                                 random_state=random_state)
+    return masks[-1] if len(grid) else clean
+
+
+def robust_score(model, X, y, attack="pgd", *, eps=None, batch_size=256, device=None,
+                 clip_min=0.0, clip_max=1.0, random_state=None, **attack_params):
+    """Accuracy under attack: the fraction of samples for which :func:`robust_mask` is True.
+
+    Parameters
+    ----------
+    model : torch.nn.Module, skorch net or Pipeline
+        A module returning logits, a fitted skorch net (its ``module_`` is attacked),
+        or a fitted ``Pipeline`` ending in one (earlier steps transform ``X`` first).
+    X : array-like or torch.Tensor of shape (n_samples, ...)
+        Inputs in ``[clip_min, clip_max]``. Never modified.
+    y : array-like of shape (n_samples,)
+        True labels: indices into the model's logits, as skorch trains on them.
+    attack : str, advertorch Attack, or list of them, default="pgd"
+        Attack name or instance; a list means worst case per sample over all of them.
+    eps : float, optional
+        Perturbation budget for named attacks (their default if None); ``eps=0`` gives
+        clean accuracy.
+    batch_size : int, default=256
+        Samples attacked at once.
+    device : str or torch.device, optional
+        Where to run; defaults to the model's device.
+    clip_min, clip_max : float, default=0.0, 1.0
+        Valid input range.
+    random_state : int, optional
+        Seeds the attacks' random starts without touching the global RNG state.
+    **attack_params
+        Parameters for named attacks (e.g. ``nb_iter=20``).
+
+    Returns
+    -------
+    float
+        Robust accuracy in [0, 1]; with a list of attacks, the worst case per sample.
+
+    Raises
+    ------
+    ValueError
+        As :func:`robust_mask`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from robustkd.scoring import robust_score
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    >>> X = torch.rand(20, 1, 2, 2)
+    >>> y = model(X).argmax(1)          # the model is right on every clean input
+    >>> robust_score(model, X, y, eps=0)
+    1.0
+    >>> robust_score(model, X, y, attack=["fgsm", "pgd"], eps=1.0)  # eps=1 covers [0, 1]
+    0.0
+    """
+    return float(np.mean(robust_mask(model, X, y, attack, eps=eps, batch_size=batch_size, device=device,
+                                     clip_min=clip_min, clip_max=clip_max, random_state=random_state,
+                                     **attack_params)))
+
+
+class _RobustScorer:
+    """Callable ``scorer(estimator, X, y)`` returning :func:`robust_score`."""
+
+    def __init__(self, attack, eps, kwargs):
+        self.attack, self.eps, self.kwargs = attack, eps, kwargs
+
+    def __call__(self, estimator, X, y):
+        return robust_score(estimator, X, y, self.attack, eps=self.eps, **self.kwargs)
+
+    def __repr__(self):
+        extra = "".join(f", {k}={v!r}" for k, v in self.kwargs.items())
+        return f"make_robust_scorer(attack={self.attack!r}, eps={self.eps!r}{extra})"
+
+
+def make_robust_scorer(attack="pgd", eps=None, **kwargs):
+    """Make a scorer for ``GridSearchCV``/``cross_validate`` that reports robust accuracy.
+
+    Parameters
+    ----------
+    attack : str, advertorch Attack, or list of them, default="pgd"
+    eps : float, optional
+    **kwargs
+        Any other parameter of :func:`robust_score` (``batch_size``, ``random_state``,
+        attack parameters such as ``nb_iter``).
+
+    Returns
+    -------
+    callable
+        ``scorer(estimator, X, y) -> float``; greater is better.
+
+    Examples
+    --------
+    >>> from robustkd.scoring import make_robust_scorer
+    >>> make_robust_scorer("fgsm", eps=0.1)
+    make_robust_scorer(attack='fgsm', eps=0.1)
+    """
+    _attack_names(attack)
+    if eps is not None:
+        check_eps(eps)
+    return _RobustScorer(attack, eps, kwargs)
+
+
