@@ -2,12 +2,14 @@
 import logging
 import time
 
+import numpy as np
+import torch
 from skorch.callbacks import Callback
 
 from .attacks import check_eps
-from .scoring import robust_score
+from .evaluation.robust import robust_score
 
-__all__ = ["RobustAccuracy", "EpochLog"]
+__all__ = ["RobustAccuracy", "EpochLog", "TeacherWeights"]
 
 progress_logger = logging.getLogger("robustkd.progress")
 
@@ -114,6 +116,43 @@ class EpochLog(Callback):
                              net.max_epochs, loss, seconds, format_seconds(left),
                              extra={"model": label, "epoch": epoch, "max_epochs": net.max_epochs,
                                     "seconds": seconds, "left": left})
+
+
+class TeacherWeights(Callback):
+    """Record a distiller's mean teacher weights: per training batch, then per epoch.
+
+    Every :class:`~robustkd.MultiTeacherDistiller` carries it by default (skorch's default
+    callbacks plus this one). After each training batch it records ``weight_t<k>``, teacher k's
+    mean weight over the batch (from the batch's cached teacher logits; with
+    ``cache_teacher_outputs=False`` the teachers run once more), and after each epoch the mean
+    over the epoch's batches, which :meth:`~robustkd.MultiTeacherDistiller.mean_teacher_weights`
+    reads.
+
+    Examples
+    --------
+    >>> from robustkd.callbacks import TeacherWeights
+    >>> TeacherWeights()
+    <TeacherWeights>
+    """
+
+    def on_batch_end(self, net, batch=None, training=False, **kwargs):
+        if not training:
+            return
+        Xi, yi = batch
+        logits = net.teacher_logits(Xi)
+        weights = net.weighter_(logits, torch.as_tensor(yi, device=logits.device).long())
+        for k, w in enumerate(weights.mean(0).tolist()):
+            net.history.record_batch(f"weight_t{k}", w)
+
+    def on_epoch_end(self, net, **kwargs):
+        batches = net.history[-1]["batches"]
+        for k in range(len(net.teachers_)):
+            values = [b[f"weight_t{k}"] for b in batches if f"weight_t{k}" in b]
+            if values:
+                net.history.record(f"weight_t{k}", float(np.mean(values)))
+
+    def __repr__(self):
+        return "<TeacherWeights>"
 
 
 def format_seconds(seconds):

@@ -6,13 +6,14 @@ import pytest
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 
-from robustkd import AdversarialTeacher, SmallCNN, TeacherPool, callbacks, load_digits_images
+from robustkd import AdversarialTeacher, MultiTeacherDistiller, SmallCNN, TeacherPool, callbacks, load_digits_images
 
 X, Y = load_digits_images()
 EXAMPLES = {
     "RobustAccuracy": lambda: callbacks.RobustAccuracy(X[1700:1720], Y[1700:1720], attack="pgd", eps=0.1,
                                                        attack_params={"nb_iter": 2}),
     "EpochLog": lambda: callbacks.EpochLog("teacher_{attack}"),
+    "TeacherWeights": lambda: callbacks.TeacherWeights(),
 }
 
 
@@ -46,10 +47,15 @@ def test_callback_clones_round_trips_params_and_pickles(name):
 def test_nets_carrying_the_callback_clone_fit_and_search(name):
     net = AdversarialTeacher(SmallCNN, module__input_shape=(1, 8, 8), attack="fgsm", max_epochs=1,
                              train_split=None, verbose=0, random_state=0, callbacks=[EXAMPLES[name]()])
+    if name == "TeacherWeights":  # a distiller's callback: it reads the teachers' weights
+        teacher = clone(net).set_params(callbacks=None).fit(X[:64], Y[:64])
+        net = MultiTeacherDistiller([teacher, teacher], max_epochs=1, train_split=None, verbose=0, random_state=0,
+                                    callbacks=[("weights_again", EXAMPLES[name]())])
     fitted = clone(net).fit(X[:64], Y[:64])
     assert len(fitted.history) == 1
-    pool = TeacherPool(net, attacks=["fgsm", "pgd"], random_state=0).fit(X[:64], Y[:64])
-    assert [t.attack for t in pool.teachers_] == ["fgsm", "pgd"]
+    if name != "TeacherWeights":
+        pool = TeacherPool(net, attacks=["fgsm", "pgd"], random_state=0).fit(X[:64], Y[:64])
+        assert [t.attack for t in pool.teachers_] == ["fgsm", "pgd"]
     search = GridSearchCV(net, {"lr": [1e-3, 1e-2]}, cv=2).fit(X[:64], Y[:64])
     assert len(search.cv_results_["params"]) == 2
     pickle.loads(pickle.dumps(fitted))
@@ -64,3 +70,14 @@ def test_epoch_log_writes_one_line_per_epoch(caplog):
     assert [line.split(" loss ")[0] for line in lines] == [f"teacher_fgsm epoch {e}/3" for e in (1, 2, 3)]
     assert lines[-1].endswith("about 0s left for this model")
     assert callbacks.format_seconds(3725) == "1:02:05" and callbacks.format_seconds(125) == "2:05"
+
+
+def test_teacher_weights_records_each_batch_and_the_epoch_mean():
+    teacher = AdversarialTeacher(SmallCNN, module__input_shape=(1, 8, 8), attack="fgsm", max_epochs=1,
+                                 train_split=None, verbose=0, random_state=0).fit(X[:64], Y[:64])
+    student = MultiTeacherDistiller([teacher, teacher], weighter__scheme="confidence", max_epochs=2, batch_size=16,
+                                    train_split=None, verbose=0, random_state=0).fit(X[:64], Y[:64])
+    batches = student.history[-1]["batches"]
+    assert len(batches) == 4 and all(b["weight_t0"] == pytest.approx(0.5) for b in batches)   # identical teachers
+    assert student.mean_teacher_weights().shape == (2, 2)
+    assert np.allclose(student.mean_teacher_weights(), 0.5)

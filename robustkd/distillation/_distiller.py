@@ -1,0 +1,300 @@
+"""MTKD-AR: a student distilled on clean data from several adversarially trained teachers."""
+import numbers
+
+import numpy as np
+import torch
+from sklearn.base import clone
+from skorch import NeuralNetClassifier
+
+from .._base import SeededNetMixin, net_defaults
+from .._inputs import as_array, is_index_labels
+from ..callbacks import TeacherWeights
+from ..losses import _KD, distillation_loss
+from ..training import AdversarialTrainingMixin
+from ..weighting import AdaptiveWeighter
+from ._teachers import FrozenTeachers, TeacherOutputs, fresh_student, teacher_list
+
+__all__ = ["MultiTeacherDistiller"]
+
+STUDENT_INPUTS = ("clean", "adversarial", "mixed")
+
+
+class MultiTeacherDistiller(SeededNetMixin, AdversarialTrainingMixin, NeuralNetClassifier):
+    """Distil several (adversarially trained) teachers into one student, weighting them per input.
+
+    The student learns from the true labels and from the teachers' softened outputs:
+
+    .. math::
+
+        \\mathcal{L} = \\alpha\\, T^2\\, \\mathrm{KL}\\Big(\\sum_k w_{ik}\\, \\mathrm{softmax}(z_{ik}/T)
+        \\,\\Big\\|\\, \\mathrm{softmax}(s_i/T)\\Big) + (1-\\alpha)\\, \\mathrm{CE}(s_i, y_i)
+
+    where :math:`z_{ik}` are teacher k's logits, :math:`s_i` the student's and
+    :math:`w_{ik}` the weights from ``weighter`` (see :mod:`robustkd.weighting`).
+    ``kd="sum"`` uses the weighted sum of per-teacher KL terms instead; its gradient is the
+    same (see :mod:`robustkd.losses`). With ``student_inputs="clean"`` (MTKD-AR, the
+    default) the student never sees an adversarial example.
+
+    Teachers are copied at fit time, frozen (eval mode, no gradients, kept in eval mode
+    while skorch switches the student between train and eval), moved with the student to
+    its device, and left out of the optimizer; the user's teacher objects are never
+    modified. Their logits on the training set are computed once and reused every epoch
+    (``cache_teacher_outputs=True``); turn that off when the dataset augments inputs.
+
+    Parameters
+    ----------
+    teachers : list of fitted skorch nets / torch.nn.Module, or a fitted TeacherPool
+        Teachers returning logits over the same classes.
+    module : torch.nn.Module class or instance, optional
+        The student. Default: a freshly initialised copy of the teachers' architecture
+        (they must share one).
+    weighter : AdaptiveWeighter class or instance, str or callable, default=AdaptiveWeighter
+        Per-sample teacher weights; a string is a scheme name. Set the scheme with
+        ``weighter__scheme=...`` (and search over it with ``GridSearchCV``).
+    temperature : float, default=4.0
+        Softmax temperature T of the distillation term.
+    alpha : float, default=0.9
+        Share of the distillation term, in [0, 1].
+    kd : {"mixture", "sum"}, default="mixture"
+        Form of the distillation term (same student gradient, see :mod:`robustkd.losses`).
+    cache_teacher_outputs : bool, default=True
+        Compute the teachers' logits on the training set once per fit (turn off when the
+        dataset augments its inputs).
+    student_inputs : {"clean", "adversarial", "mixed"}, default="clean"
+        Beyond the paper: ``"adversarial"`` distils the teachers' clean outputs into the
+        student's outputs on adversarial examples crafted against the student itself
+        (ARD-style; the cross-entropy term stays on clean inputs); ``"mixed"`` averages the
+        clean and adversarial distillation terms.
+    attack, eps : str and float, default="pgd", 0.1
+        The student's attack for ``"adversarial"``/``"mixed"``; its parameters as
+        ``attack__*``.
+    clip_min, clip_max : float, default=0.0, 1.0
+        Valid input range.
+    random_state : int, optional
+        Seeds the student's initialisation, and each epoch's shuffling and attacks from
+        ``(random_state, epoch)``; the global RNG is restored.
+    criterion, optimizer, lr, **kwargs
+        As for :class:`skorch.NeuralNetClassifier` (defaults: ``CrossEntropyLoss``, Adam, 1e-3).
+        ``criterion`` is the hard-label term of the loss (with its ``criterion__*``
+        parameters, e.g. ``criterion__label_smoothing=0.1``); the loss itself is
+        :func:`robustkd.losses.distillation_loss`. Training batches are shuffled by default
+        (``iterator_train__shuffle=True``, unlike skorch).
+        skorch's default ``train_split`` holds out 20% of the training data for validation:
+        any early stopping or checkpointing then uses training data only, never a test set.
+
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The student.
+    frozen_teachers_ : FrozenTeachers
+        Frozen copies of the teachers (``teachers_`` is their ``ModuleList``).
+    weighter_ : AdaptiveWeighter
+        The weighter built from ``weighter`` and its ``weighter__*`` parameters.
+
+    References
+    ----------
+    .. [1] Munir, Ullah and Zaidi (2025). Improving Adversarial Robustness Through Adaptive
+       Learning-Driven Multi-Teacher Knowledge Distillation. arXiv:2507.20996.
+    .. [2] Hinton, Vinyals and Dean (2015). Distilling the Knowledge in a Neural Network.
+    .. [3] Goldblum et al. (2020). Adversarially Robust Distillation. AAAI.
+
+    Examples
+    --------
+    >>> from robustkd import AdversarialTeacher, MultiTeacherDistiller, SmallCNN, load_digits_images
+    >>> X, y = load_digits_images()
+    >>> teachers = [AdversarialTeacher(SmallCNN, module__input_shape=(1, 8, 8), attack=a, max_epochs=1,
+    ...                                train_split=None, verbose=0).fit(X[:200], y[:200]) for a in ("fgsm", "pgd")]
+    >>> student = MultiTeacherDistiller(teachers, max_epochs=1, train_split=None, verbose=0).fit(X[:200], y[:200])
+    >>> student.mean_teacher_weights().shape        # (epochs, teachers)
+    (1, 2)
+    """
+
+    prefixes_ = NeuralNetClassifier.prefixes_ + ["attack", "weighter"]
+
+    def __init__(self, teachers, module=None, *, weighter=AdaptiveWeighter, temperature=4.0, alpha=0.9,
+                 kd="mixture", cache_teacher_outputs=True, student_inputs="clean", attack="pgd", eps=0.1,
+                 clip_min=0.0, clip_max=1.0, random_state=None, criterion=torch.nn.CrossEntropyLoss,
+                 optimizer=torch.optim.Adam, lr=1e-3, **kwargs):
+        super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, **net_defaults(kwargs))
+        self.teachers = teachers
+        self.weighter = weighter
+        self.temperature = temperature
+        self.alpha = alpha
+        self.kd = kd
+        self.cache_teacher_outputs = cache_teacher_outputs
+        self.student_inputs = student_inputs
+        self.attack = attack
+        self.eps = eps
+        self.clip_min = clip_min
+        self.clip_max = clip_max
+        self.random_state = random_state
+
+    def __sklearn_clone__(self):
+        # sklearn's clone would clone each fitted teacher into an unfitted one; teachers are
+        # inputs, not hyper-parameters, so the clone shares them (fitting never modifies them).
+        params = self.get_params(deep=False)
+        teachers = params.pop("teachers")
+        return type(self)(teachers=teachers, **{k: clone(v, safe=False) for k, v in params.items()})
+
+    # ----------------------------------------------------------------- set-up
+    def check_training_readiness(self):
+        teacher_list(self.teachers)
+        if self.student_inputs not in STUDENT_INPUTS:
+            raise ValueError(f"student_inputs must be one of {list(STUDENT_INPUTS)}; "
+                             f"got student_inputs={self.student_inputs!r}")
+        if isinstance(self.temperature, bool) or not isinstance(self.temperature, numbers.Real) \
+                or not self.temperature > 0:
+            raise ValueError(f"temperature must be a number > 0; got temperature={self.temperature!r}")
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, numbers.Real) or not 0 <= self.alpha <= 1:
+            raise ValueError(f"alpha must be a number in [0, 1]; got alpha={self.alpha!r}")
+        if self.kd not in _KD:
+            raise ValueError(f"kd must be one of {sorted(_KD)}; got kd={self.kd!r}")
+        if self.student_inputs != "clean":
+            self.check_training_attack("an adversarial student")
+        super().check_training_readiness()
+
+    def initialize(self):
+        """Build the weighter (checking its scheme) and initialise the net."""
+        self.weighter_ = self._build_weighter()
+        return super().initialize()
+
+    def _build_weighter(self):
+        w, params = self.weighter, self.get_params_for("weighter")
+        if isinstance(w, type):
+            w = w(**params)
+        elif isinstance(w, AdaptiveWeighter):
+            w = clone(w).set_params(**params)
+        elif isinstance(w, str) or callable(w):
+            w = AdaptiveWeighter(scheme=w, **params)
+        else:
+            raise TypeError(f"weighter must be an AdaptiveWeighter, a scheme name or a callable; got {w!r}")
+        if not callable(w.scheme):  # validate scheme and tau up front; callables are checked on the first batch
+            w(torch.zeros(1, 2, 2), torch.zeros(1, dtype=torch.long))
+        return w
+
+    def initialize_module(self):
+        teachers = teacher_list(self.teachers)
+        frozen = FrozenTeachers(teachers)
+        with self.seeded_rng(0):
+            if self.module is None:
+                if not frozen.shared_architecture():
+                    raise ValueError("the teachers do not share one architecture, so no default student can be "
+                                     "built; pass module=")
+                self.module_ = fresh_student(teachers[0], frozen.teachers[0]).to(self.device)
+            else:
+                super().initialize_module()
+        self.frozen_teachers_ = frozen.to(self.device)
+        return self
+
+    @property
+    def teachers_(self):
+        """The frozen teacher modules (a ``ModuleList``)."""
+        return self.frozen_teachers_.teachers
+
+    def get_default_callbacks(self):
+        """skorch's defaults plus :class:`~robustkd.callbacks.TeacherWeights`."""
+        return list(super().get_default_callbacks()) + [("teacher_weights", TeacherWeights())]
+
+    def get_all_learnable_params(self):
+        """Only the student's (and criterion's) parameters: the frozen teachers stay out of the optimizer."""
+        frozen = {id(p) for p in self.frozen_teachers_.parameters()}
+        for name, param in super().get_all_learnable_params():
+            if id(param) not in frozen:
+                yield name, param
+
+    # ------------------------------------------------------------------- data
+    def check_data(self, X, y=None):
+        """As the teachers': non-index labels (e.g. strings) are encoded with the teachers' ``classes_``
+        when the teachers were fitted on such labels, so student and teacher logits mean the same class."""
+        super().check_data(X, y)
+        if getattr(self, "encodes_labels_", False):
+            fitted = [t for t in teacher_list(self.teachers) if getattr(t, "encodes_labels_", False)]
+            if fitted:
+                self.classes_inferred_ = np.asarray(fitted[0].classes_)
+                unknown = sorted(set(np.unique(as_array(y)).tolist()) - set(self.classes_inferred_.tolist()))
+                if unknown:
+                    raise ValueError(f"y holds labels {unknown[:10]} that the teachers were not fitted on; their "
+                                     f"classes are {self.classes_inferred_[:10].tolist()}")
+
+    def check_outputs(self, X, n_outputs):
+        """The teachers take the inputs and agree with the student on the number of classes."""
+        self.frozen_teachers_.check(X, self.module_)
+
+    def get_split_datasets(self, X, y=None, **fit_params):
+        """skorch's split of a dataset that carries the teachers' logits on each sample.
+
+        The logits are computed once here, after ``check_data`` (so bad inputs get the same errors
+        as for a teacher). With ``cache_teacher_outputs=False`` only the first batch is run, as a
+        check, and the teachers run on every training batch instead.
+        """
+        dataset = self.get_dataset(X, y)
+        logits = []
+        for Xb, _ in self.get_iterator(dataset, training=False):
+            logits.append(self.frozen_teachers_.check(torch.as_tensor(Xb, device=self.device)).cpu())
+            if not self.cache_teacher_outputs:
+                break
+        y_idx = as_array(y)
+        if y_idx is not None and is_index_labels(y_idx):  # other labels were checked in check_data
+            y_idx = np.asarray(y_idx.cpu() if isinstance(y_idx, torch.Tensor) else y_idx)
+            n_classes = logits[0].shape[2]
+            if y_idx.min() < 0 or y_idx.max() >= n_classes:
+                raise ValueError(f"y holds labels outside the teachers' classes 0..{n_classes - 1}: "
+                                 f"min {y_idx.min()}, max {y_idx.max()}")
+        dataset = TeacherOutputs(dataset, torch.cat(logits) if self.cache_teacher_outputs else None)
+        if not self.train_split:
+            return dataset, None
+        return self.train_split(dataset, y, **fit_params) if y is not None else self.train_split(dataset, **fit_params)
+
+    def infer(self, x, **fit_params):
+        if isinstance(x, dict) and "X" in x:
+            x = x["X"]
+        return super().infer(x, **fit_params)
+
+    # ------------------------------------------------------------------- loss
+    def teacher_logits(self, X):
+        """The frozen teachers' logits ``(n, K, C)`` for a batch: cached ones when ``X`` is a training
+        batch that carries them, else computed on ``X`` (a tensor, or a batch dict ``{"X": ...}``)."""
+        if isinstance(X, dict):
+            if "teacher_logits" in X:
+                return torch.as_tensor(X["teacher_logits"], device=self.device)
+            X = X["X"]
+        return self.frozen_teachers_(torch.as_tensor(X, device=self.device))
+
+    def get_loss(self, y_pred, y_true, X=None, training=False, teacher_logits=None):
+        """The distillation loss (see the class docstring) for a batch.
+
+        ``teacher_logits`` (n, K, C) default to :meth:`teacher_logits` of ``X``. In training with
+        ``student_inputs`` other than ``"clean"``, adversarial examples of the student are crafted
+        from the clean inputs here and the distillation term uses the student's logits on them.
+        """
+        y_true = torch.as_tensor(y_true, device=y_pred.device).long()
+        if teacher_logits is None:
+            teacher_logits = self.teacher_logits(X)
+        weights = self.weighter_(teacher_logits, y_true)
+        student = [y_pred]
+        if training and self.student_inputs != "clean":
+            x = torch.as_tensor(X["X"] if isinstance(X, dict) else X, device=self.device)
+            adv_pred = self.infer(self.adversarial_examples(x, y_true))
+            student = [adv_pred] if self.student_inputs == "adversarial" else [y_pred, adv_pred]
+        return distillation_loss(y_pred, y_true, teacher_logits, weights, self.temperature, self.alpha, self.kd,
+                                 criterion=self.criterion_, kd_student_logits=student)
+
+    def mean_teacher_weights(self):
+        """Mean weight of each teacher over the training batches of each epoch, shape ``(n_epochs, K)``."""
+        keys = [f"weight_t{k}" for k in range(len(self.teachers_))]
+        return np.array([[row.get(key, np.nan) for key in keys] for row in self.history])
+
+    # ------------------------------------------------------------ persistence
+    def __getstate__(self):
+        # the frozen teachers are copies of self.teachers, which is pickled anyway: store them once
+        frozen = self.__dict__.pop("frozen_teachers_", None)
+        try:
+            return super().__getstate__()
+        finally:
+            if frozen is not None:
+                self.frozen_teachers_ = frozen
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if getattr(self, "initialized_", False):
+            self.frozen_teachers_ = FrozenTeachers(teacher_list(self.teachers)).to(self.device)

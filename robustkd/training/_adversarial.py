@@ -1,0 +1,37 @@
+"""What adversarial training needs, shared by the teacher and the adversarial student."""
+import torch
+
+from ..attacks import check_attack_name, check_eps, get_attack, perturb
+
+__all__ = ["AdversarialTrainingMixin"]
+
+
+class AdversarialTrainingMixin:
+    """Builds and runs the training attack of a skorch net.
+
+    Requires the net's ``attack``, ``eps``, ``clip_min``, ``clip_max`` and ``attack__*``
+    parameters (``"attack"`` in ``prefixes_``). Crafting runs on the current ``module_`` in eval
+    mode with frozen parameters (:func:`robustkd.attacks.perturb`), so no attack gradient reaches
+    a weight update.
+    """
+
+    def check_training_attack(self, purpose):
+        """Validate ``attack``, ``eps`` and the ``attack__*`` parameters before any training."""
+        check_attack_name(self.attack)
+        if check_eps(self.eps) <= 0:
+            raise ValueError(f"eps must be > 0 for {purpose}; got eps={self.eps!r}")
+        # builds the attack once on a stand-in model, so bad attack__ parameters fail before training
+        get_attack(self.attack, torch.nn.Identity(), eps=self.eps, clip_min=self.clip_min, clip_max=self.clip_max,
+                   **self.get_params_for("attack"))
+
+    def build_attack(self):
+        """The attack on the current ``module_`` (None if ``attack`` is None)."""
+        if self.attack is None:
+            return None
+        return get_attack(self.attack, self.module_, eps=self.eps, clip_min=self.clip_min, clip_max=self.clip_max,
+                          **self.get_params_for("attack"))
+
+    def adversarial_examples(self, X, y):
+        """Adversarial examples of the current module for a batch (tensors on the net's device)."""
+        return perturb(self.build_attack(), torch.as_tensor(X, device=self.device),
+                       torch.as_tensor(y, device=self.device))

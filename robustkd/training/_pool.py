@@ -1,0 +1,132 @@
+"""One adversarially trained clone of a teacher per attack, fitted in parallel with joblib."""
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.utils.validation import check_is_fitted
+
+from .._rng import check_random_state_int
+from ..attacks import available_attacks, check_attack_name
+from ._teacher import AdversarialTeacher
+
+__all__ = ["TeacherPool"]
+
+
+def _fit_one(teacher, X, y):
+    return teacher.fit(X, y)
+
+
+class TeacherPool(ClassifierMixin, BaseEstimator):
+    """One adversarially trained clone of ``teacher`` per attack, fitted in parallel.
+
+    A fitted pool is also the plain-ensemble baseline: ``predict_proba`` averages
+    the teachers' probabilities.
+
+    Parameters
+    ----------
+    teacher : AdversarialTeacher
+        Template, cloned once per attack (its ``attack`` and ``random_state`` are set
+        per clone; everything else is shared). Its ``attack__*`` parameters go to the
+        attacks that take them: ``attack__nb_iter=5`` sets PGD's and MIM's steps and is
+        left out of the FGSM teacher.
+    attacks : sequence of str, default=("fgsm", "pgd", "mim")
+        One teacher per attack name.
+    n_jobs : int, optional
+        Teachers fitted in parallel with joblib; respects ``joblib.parallel_config``,
+        so a Dask or Ray backend runs them on a cluster unchanged.
+    random_state : int, optional
+        Each teacher gets its own seed drawn from it.
+    verbose : int, default=0
+        joblib's verbosity.
+
+    Attributes
+    ----------
+    teachers_ : list of AdversarialTeacher
+        Fitted teachers, in the order of ``attacks``.
+    classes_ : ndarray
+
+    Examples
+    --------
+    >>> from robustkd import AdversarialTeacher, SmallCNN, TeacherPool, load_digits_images
+    >>> X, y = load_digits_images()
+    >>> template = AdversarialTeacher(SmallCNN, module__input_shape=(1, 8, 8), max_epochs=1,
+    ...                               train_split=None, verbose=0)
+    >>> pool = TeacherPool(template, attacks=["fgsm", "pgd"], random_state=0).fit(X[:100], y[:100])
+    >>> [t.attack for t in pool.teachers_]
+    ['fgsm', 'pgd']
+    """
+
+    def __init__(self, teacher, attacks=("fgsm", "pgd", "mim"), *, n_jobs=None, random_state=None, verbose=0):
+        self.teacher = teacher
+        self.attacks = attacks
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, X, y):
+        """Fit one clone of ``teacher`` per attack.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Training inputs in the attacks' clip range.
+        y : array-like of shape (n_samples,)
+            Class indices.
+
+        Returns
+        -------
+        self : TeacherPool
+            The fitted pool.
+        """
+        if not isinstance(self.teacher, AdversarialTeacher):
+            raise TypeError(f"teacher must be an AdversarialTeacher; got {type(self.teacher).__name__}")
+        attacks = [self.attacks] if isinstance(self.attacks, str) else list(self.attacks)
+        if not attacks:
+            raise ValueError("attacks must name at least one attack; got an empty list")
+        for a in attacks:
+            check_attack_name(a, name="attack in attacks")
+        seeds = check_random_state_int(self.random_state, len(attacks))
+        clones = [self._clone_for(a, s) for a, s in zip(attacks, seeds)]
+        self.teachers_ = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
+            delayed(_fit_one)(t, X, y) for t in clones)
+        self.classes_ = self.teachers_[0].classes_
+        return self
+
+    def _clone_for(self, attack, seed):
+        accepts = available_attacks()[attack]["accepts"]
+        params = {k: clone(v, safe=False) for k, v in self.teacher.get_params(deep=False).items()
+                  if not k.startswith("attack__") or k[len("attack__"):] in accepts}
+        params.update(attack=attack, random_state=seed)
+        return type(self.teacher)(**params)
+
+    def predict_proba(self, X):
+        """Mean of the teachers' class probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Inputs.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Averaged probabilities.
+        """
+        check_is_fitted(self, "teachers_")
+        return np.mean([t.predict_proba(X) for t in self.teachers_], axis=0)
+
+    def predict(self, X):
+        """Class with the highest mean probability (a logit index, or the label when the teachers were
+        fitted on non-index labels such as strings).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Inputs.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Predicted classes.
+        """
+        indices = self.predict_proba(X).argmax(axis=1)
+        return np.asarray(self.classes_)[indices] if getattr(self.teachers_[0], "encodes_labels_", False) else indices

@@ -1,0 +1,125 @@
+"""An adversarially trained teacher: a skorch classifier trained on adversarial examples crafted on the fly.
+
+MTKD-AR (Munir, Ullah and Zaidi, 2025) starts from clones of one lightweight CNN,
+each trained adversarially against a different attack, so each becomes robust in
+its own way. :class:`AdversarialTeacher` is one such clone; :class:`TeacherPool`
+fits one per attack with joblib.
+"""
+import numbers
+
+import torch
+from skorch import NeuralNetClassifier
+from skorch.dataset import unpack_data
+
+from .._base import SeededNetMixin, net_defaults
+from ._adversarial import AdversarialTrainingMixin
+
+__all__ = ["AdversarialTeacher"]
+
+
+class AdversarialTeacher(SeededNetMixin, AdversarialTrainingMixin, NeuralNetClassifier):
+    """A skorch classifier trained on adversarial examples crafted on the fly.
+
+    Each training batch has a fraction ``adv_ratio`` of its samples replaced by
+    adversarial examples of ``attack`` at budget ``eps``, crafted against the
+    current weights with the module in eval mode and its parameters frozen
+    (:func:`robustkd.attacks.perturb`), so no attack gradient reaches the weight
+    update. ``adv_ratio=1`` is Madry-style training (adversarial examples only);
+    ``adv_ratio=0.5`` mixes clean and adversarial samples in every batch, in the
+    spirit of Goodfellow et al. The caller's data is never modified.
+
+    ``attack=None`` trains normally: the standard baseline with the same API.
+
+    Parameters
+    ----------
+    module : torch.nn.Module class or instance
+        Must return **logits**, e.g. :class:`robustkd.models.SmallCNN`.
+    attack : str or None, default="pgd"
+        Registry name (see :func:`robustkd.attacks.available_attacks`).
+    eps : float, default=0.1
+        Attack budget, > 0.
+    adv_ratio : float, default=1.0
+        Fraction of each batch replaced by adversarial examples, in [0, 1].
+    clip_min, clip_max : float, default=0.0, 1.0
+        Valid input range; training data outside it is an error.
+    random_state : int, optional
+        Seeds initialisation, and each epoch's shuffling and attacks from ``(random_state, epoch)``
+        (so a resumed fit continues exactly); the global RNG is restored after fit.
+    criterion : torch criterion class, default=torch.nn.CrossEntropyLoss
+        On logits. (skorch's default ``NLLLoss`` expects log-probabilities; a logits
+        module trained with it stays at chance.)
+    optimizer : torch optimizer class, default=torch.optim.Adam
+    lr : float, default=1e-3
+    **kwargs
+        Any :class:`skorch.NeuralNetClassifier` parameter (``max_epochs``,
+        ``batch_size``, ``train_split``, ``device``, ``callbacks``, ``module__*``), and
+        attack parameters as ``attack__<name>`` (e.g. ``attack__nb_iter=7``). Unlike
+        skorch, training batches are shuffled by default (``iterator_train__shuffle=True``);
+        ``device="auto"`` picks CUDA when it is available.
+
+    Notes
+    -----
+    Labels may be integer class indices (used directly as logit indices) or any other
+    labels (e.g. strings), which are encoded through ``classes_`` and returned by
+    ``predict``. Ctrl-C (``KeyboardInterrupt``) during ``fit`` is not swallowed as in skorch:
+    the finished epochs stay in ``history`` and the interrupt propagates.
+
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The trained network.
+
+    References
+    ----------
+    .. [1] Munir, Ullah and Zaidi (2025). Improving Adversarial Robustness Through Adaptive
+       Learning-Driven Multi-Teacher Knowledge Distillation. arXiv:2507.20996.
+    .. [2] Madry et al. (2018). Towards Deep Learning Models Resistant to Adversarial Attacks. ICLR.
+
+    Examples
+    --------
+    >>> from robustkd import AdversarialTeacher, SmallCNN, load_digits_images
+    >>> X, y = load_digits_images()
+    >>> teacher = AdversarialTeacher(SmallCNN, module__input_shape=(1, 8, 8), attack="fgsm", eps=0.1,
+    ...                              max_epochs=1, train_split=None, verbose=0, random_state=0)
+    >>> teacher.fit(X[:200], y[:200]).predict(X[:3]).shape
+    (3,)
+    """
+
+    prefixes_ = NeuralNetClassifier.prefixes_ + ["attack"]
+
+    def __init__(self, module, *, attack="pgd", eps=0.1, adv_ratio=1.0, clip_min=0.0, clip_max=1.0,
+                 random_state=None, criterion=torch.nn.CrossEntropyLoss, optimizer=torch.optim.Adam, lr=1e-3,
+                 **kwargs):
+        super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, **net_defaults(kwargs))
+        self.attack = attack
+        self.eps = eps
+        self.adv_ratio = adv_ratio
+        self.clip_min = clip_min
+        self.clip_max = clip_max
+        self.random_state = random_state
+
+    def check_training_readiness(self):
+        if self.attack is not None:
+            self.check_training_attack("adversarial training")
+            if isinstance(self.adv_ratio, bool) or not isinstance(self.adv_ratio, numbers.Real) \
+                    or not 0 <= self.adv_ratio <= 1:
+                raise ValueError(f"adv_ratio must be a number in [0, 1]; got adv_ratio={self.adv_ratio!r}")
+        super().check_training_readiness()
+
+    def adversarial_batch(self, Xi, yi):
+        """Return the batch with its first ``round(adv_ratio * n)`` samples made adversarial.
+
+        Training batches are shuffled by the data loader (``iterator_train__shuffle=True``, the
+        default), so the first samples are a different random subset in every epoch.
+        """
+        n_adv = 0 if self.attack is None else int(round(self.adv_ratio * len(Xi)))
+        if n_adv == 0:
+            return Xi
+        Xi = torch.as_tensor(Xi, device=self.device)
+        x_adv = self.adversarial_examples(Xi[:n_adv], torch.as_tensor(yi)[:n_adv])
+        return torch.cat([x_adv, Xi[n_adv:]]) if n_adv < len(Xi) else x_adv
+
+    def train_step_single(self, batch, **fit_params):
+        """skorch's training step on the batch with its adversarial part (:meth:`adversarial_batch`)."""
+        Xi, yi = unpack_data(batch)
+        return super().train_step_single((self.adversarial_batch(Xi, yi), yi), **fit_params)
