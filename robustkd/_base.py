@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from . import _rng
-from ._inputs import as_array, check_device, check_images, encode_labels, is_index_labels, not_fitted_error
+from ._validation import as_array, check_device, check_images, encode_labels, is_index_labels, not_fitted_error
 from ._rng import check_seed, derive_seed
 
 __all__ = ["SeededNetMixin", "net_defaults"]

@@ -8,26 +8,20 @@ import dataclasses
 import sys
 import time
 
-from ._names import ATTACKS, SCHEMES
-from .datasets import dataset_names
-from .experiments import ExperimentConfig
+from ._cli_output import ProgressPrinter, attack_lines, format_report, format_results  # noqa: F401  (public)
+from ._names import ATTACKS
+from .experiments.config import ExperimentConfig
 
 __all__ = ["main"]
 
-DEVICE_HELP = "torch device: cpu, cuda, cuda:<index> or auto (CUDA when available)"
-METHOD_LEGEND = (
-    "standard: no defence | teacher_<a>: adversarially trained against attack <a> | kd_<a>: student of "
-    "teacher_<a> alone, clean data | mtkd_uniform: student of all teachers, equal weights, clean data | "
-    "mtkd_adaptive: MTKD-AR student, per-input weights ({scheme}), clean data | mtkd_adversarial: ARD-style "
-    "student trained on its own adversarial examples")
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ExperimentConfig)}
+_FIELDS = {f.name: f for f in dataclasses.fields(ExperimentConfig)}
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows defaults, except the ones that mean "not set" (None, False)."""
 
     def _get_help_string(self, action):
-        if action.default is None or action.default is False:
+        if action.default is None or isinstance(action.default, bool):
             return action.help
         return super()._get_help_string(action)
 
@@ -65,37 +59,6 @@ def _device(text):
     raise argparse.ArgumentTypeError(f"invalid device {text!r}; choose cpu, cuda, cuda:<index> or auto")
 
 
-def _attack_lines(attacks, n_test):
-    """One line per attack saying what it is, with its steps (from the attack registry)."""
-    from .attacks import available_attacks
-
-    registry = available_attacks()
-    lines = []
-    for a in attacks:
-        spec = registry.get(a)
-        if spec is None:
-            continue
-        steps = spec["params"].get("nb_iter", spec["params"].get("max_iterations", 1))
-        lines.append(f"  {a}: {spec['norm']} budget, {steps} step(s). {spec['description']}")
-    return [f"Accuracy on {n_test} test images: clean, and under each attack at each eps "
-            "(worst_case: a sample counts only if it survives every attack)."] + lines
-
-
-def format_report(rows, title=None):
-    """Render :func:`robustkd.robustness_report` records as a text table (attacks x eps)."""
-    eps = sorted({r["eps"] for r in rows if r["attack"] != "clean"})
-    attacks = list(dict.fromkeys(r["attack"] for r in rows if r["attack"] != "clean"))
-    cell = {(r["attack"], r["eps"]): r["accuracy"] for r in rows}
-    clean = next(r["accuracy"] for r in rows if r["attack"] == "clean")
-    width = max(len(a) for a in attacks + ["attack"])
-    lines = [title] if title else []
-    lines.append(f"{'attack':<{width}}  " + "  ".join(f"eps={e:<6g}" for e in eps))
-    lines.append(f"{'clean':<{width}}  " + "  ".join(f"{clean:>10.4f}" for _ in eps))
-    for a in attacks:
-        lines.append(f"{a:<{width}}  " + "  ".join(f"{cell[(a, e)]:>10.4f}" for e in eps))
-    return "\n".join(lines)
-
-
 def cmd_evaluate(args):
     """Train a standard SmallCNN on the dataset and print its robustness report."""
     from .datasets import DATASETS, load_split
@@ -121,7 +84,7 @@ def cmd_evaluate(args):
     eval_s = time.perf_counter() - start
     title = "\n".join([f"Standard SmallCNN on {args.dataset}: {len(X_train)} training / {len(X_test)} test images, "
                        f"{args.epochs} epochs (fit {fit_s:.1f}s, attacks {eval_s:.1f}s)"]
-                      + _attack_lines(args.attacks, len(X_test)))
+                      + attack_lines(args.attacks, len(X_test)))
     print(format_report(rows, title))
     if args.csv:
         import csv
@@ -133,71 +96,14 @@ def cmd_evaluate(args):
     return 0
 
 
-def format_results(summary):
-    """Render :func:`robustkd.experiments.reproduce` results: one methods x eps table per attack."""
-    rows = summary["results"]
-    methods = summary["methods"]
-    eps = sorted({r["eps"] for r in rows if r["attack"] != "clean"})
-    attacks = list(dict.fromkeys(r["attack"] for r in rows if r["attack"] != "clean"))
-    cell = {(r["method"], r["attack"], r["eps"]): r["accuracy"] for r in rows}
-    width = max(len(m) for m in methods + ["method"])
-    lines = _attack_lines(attacks, summary["split"]["n_test"])
-    lines.append("Methods: " + METHOD_LEGEND.format(scheme=summary["config"]["scheme"]))
-    for attack in attacks:
-        lines.append(f"\n{attack}")
-        lines.append(f"{'method':<{width}}  {'clean':>7}  " + "  ".join(f"{'eps=' + format(e, 'g'):>8}" for e in eps))
-        for m in methods:
-            lines.append(f"{m:<{width}}  {cell[(m, 'clean', 0.0)]:>7.4f}  "
-                         + "  ".join(f"{cell[(m, attack, e)]:>8.4f}" for e in eps))
-    return "\n".join(lines)
-
-
-class _ProgressPrinter:
-    """A step bar (counted when a step ends, no overall estimate) plus one line per finished epoch."""
-
-    def __init__(self, total):
-        import logging
-
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=total, unit="step", file=sys.stderr, dynamic_ncols=True,
-                        bar_format="{desc} {n_fmt}/{total_fmt} steps [{elapsed}]")
-        bar = self.bar
-
-        class _Handler(logging.Handler):
-            def emit(self, record):
-                bar.write(self.format(record), file=sys.stderr)
-
-        self.handler = _Handler()
-        self.logger = logging.getLogger("robustkd.progress")
-        self.logger.addHandler(self.handler)
-        self.level = self.logger.level
-        self.logger.setLevel(logging.INFO)
-
-    def __call__(self, stage, name):
-        if stage == "done":
-            self.bar.update(1)
-        elif stage != "reusing":
-            self.bar.set_description_str(f"{stage} {name}")
-
-    def close(self):
-        self.logger.removeHandler(self.handler)
-        self.logger.setLevel(self.level)
-        self.bar.close()
-
-
 def cmd_reproduce(args):
     """Train every method of the MTKD-AR comparison, evaluate it and write the results."""
     import logging
 
     from .experiments import reproduce
 
-    cfg = ExperimentConfig(
-        dataset=args.dataset, data_home=args.data_home, download=args.download, out=args.out, epochs=args.epochs,
-        attacks=tuple(args.attacks), train_eps=args.train_eps, eval_attacks=tuple(args.eval_attacks),
-        eps=tuple(args.eps), scheme=args.scheme, temperature=args.temperature, alpha=args.alpha,
-        adversarial_student=not args.no_adversarial_student, n_train=args.n_train, n_test=args.n_test,
-        batch_size=args.batch_size, n_jobs=args.n_jobs, device=args.device, seed=args.seed)
+    cfg = ExperimentConfig(**{name: tuple(getattr(args, name)) if isinstance(getattr(args, name), list)
+                              else getattr(args, name) for name in _FIELDS})
     logging.getLogger("robustkd").setLevel(logging.WARNING)
     start = time.perf_counter()
     printer = None
@@ -205,7 +111,7 @@ def cmd_reproduce(args):
         n_attacks, n_adv = len(cfg.attacks), int(cfg.adversarial_student)
         n_train_steps = 4 + n_attacks + n_adv        # standard, teacher pool, kd per teacher, 2-3 students
         n_eval_steps = 3 + 2 * n_attacks + n_adv     # every model, teachers included
-        printer = _ProgressPrinter(n_train_steps + n_eval_steps)
+        printer = ProgressPrinter(n_train_steps + n_eval_steps)
     try:
         summary = reproduce(cfg, progress=printer)
     except FileNotFoundError as exc:
@@ -224,16 +130,40 @@ def cmd_reproduce(args):
     return 0
 
 
-def _common(p, epochs):
-    p.add_argument("--dataset", choices=dataset_names(), default="digits", help="data set")
-    p.add_argument("--data-home", default=None, help="folder holding MNIST/raw or FashionMNIST/raw "
-                   "(default: $ROBUSTKD_DATA, else ~/robustkd_data)")
-    p.add_argument("--download", action="store_true", help="download MNIST/Fashion-MNIST if missing")
-    p.add_argument("--epochs", type=int, default=epochs, help="training epochs of every model")
-    p.add_argument("--n-train", type=int, default=None, help="random subset of the training set (default: all of it)")
-    p.add_argument("--n-test", type=int, default=None, help="random subset of the test set (default: all of it)")
-    p.add_argument("--seed", type=int, default=_DEFAULTS["seed"], help="seeds the split, the models and the attacks")
-    p.add_argument("--device", type=_device, default=_DEFAULTS["device"], help=DEVICE_HELP)
+def _option_name(name):
+    return "--" + name.replace("_", "-")
+
+
+def _add_config_option(parser, name, **override):
+    """Add the command-line option of :class:`ExperimentConfig` field ``name`` (type, default, help from it)."""
+    field = _FIELDS[name]
+    meta = {**field.metadata, **override}
+    default = override.get("default", field.default)
+    if isinstance(field.default, bool):
+        if field.default:
+            parser.add_argument("--no-" + name.replace("_", "-"), dest=name, action="store_false",
+                                help=f"do not {meta['help']}")
+        else:
+            parser.add_argument(_option_name(name), action="store_true", help=meta["help"])
+        return
+    kwargs = {"default": default, "help": meta["help"]}
+    if meta["kind"] == "names":
+        kwargs.update(type=_csv("attacks"), default=_joined(default))
+        kwargs["help"] += f", comma-separated, from {','.join(ATTACKS)}"
+    elif meta["kind"] == "budgets":
+        kwargs.update(type=_csv("eps"), default=_joined(default), help=meta["help"] + ", comma-separated")
+    elif name == "device":
+        kwargs["type"] = _device
+    elif field.type in (int, float):
+        kwargs["type"] = field.type
+    if name == "dataset":  # argparse lists the choices itself
+        kwargs["choices"] = meta["choices"]()
+    elif meta["choices"] is not None:
+        kwargs["help"] += f", one of {','.join(meta['choices']())}"
+    parser.add_argument(_option_name(name), **kwargs)
+
+
+SHARED = ("dataset", "data_home", "download", "epochs", "n_train", "n_test", "seed", "device")
 
 
 def build_parser():
@@ -243,10 +173,10 @@ def build_parser():
     ev = sub.add_parser("evaluate", help="train a standard CNN and print its accuracy under attack",
                         description="Train a standard SmallCNN and print its accuracy under attack.",
                         formatter_class=fmt)
-    _common(ev, 15)
-    ev.add_argument("--attacks", type=_csv("attacks"), default="fgsm,pgd,bim,mim",
-                    help=f"comma-separated attacks, from {','.join(ATTACKS)}")
-    ev.add_argument("--eps", type=_csv("eps"), default="0.05,0.1,0.2,0.3", help="comma-separated budgets")
+    for name in SHARED:
+        _add_config_option(ev, name)
+    _add_config_option(ev, "attacks", default=("fgsm", "pgd", "bim", "mim"), help="attacks of the evaluation")
+    _add_config_option(ev, "eps")
     ev.add_argument("--csv", default=None, help="also write the report to this CSV file")
     ev.add_argument("--quiet", action="store_true", help="no training log")
     ev.set_defaults(func=cmd_evaluate, parser=ev)
@@ -255,48 +185,20 @@ def build_parser():
                         description="Train and compare standard, adversarially trained, distilled and MTKD-AR "
                                     "models; write results.json, results.csv and plots to --out.",
                         formatter_class=fmt)
-    _common(rp, _DEFAULTS["epochs"])
-    rp.add_argument("--out", default=_DEFAULTS["out"], help="output folder; finished models are saved in "
-                    "OUT/models and reused by the next run with the same settings")
-    rp.add_argument("--attacks", type=_csv("attacks"), default=_joined(_DEFAULTS["attacks"]),
-                    help=f"one adversarially trained teacher per attack, from {','.join(ATTACKS)}")
-    rp.add_argument("--train-eps", type=_csv("eps"), default=str(_DEFAULTS["train_eps"]),
-                    help="budget of the teachers' training attacks")
-    rp.add_argument("--eval-attacks", type=_csv("attacks"), default=_joined(_DEFAULTS["eval_attacks"]),
-                    help=f"attacks of the evaluation, from {','.join(ATTACKS)}")
-    rp.add_argument("--eps", type=_csv("eps"), default=_joined(_DEFAULTS["eps"]), help="evaluation budgets")
-    rp.add_argument("--scheme", default=_DEFAULTS["scheme"], help=f"weighting scheme of the adaptive student, "
-                    f"one of {','.join(SCHEMES)}")
-    rp.add_argument("--temperature", type=float, default=_DEFAULTS["temperature"], help="distillation temperature")
-    rp.add_argument("--alpha", type=float, default=_DEFAULTS["alpha"], help="share of the distillation term")
-    rp.add_argument("--batch-size", type=int, default=_DEFAULTS["batch_size"], help="training batch size")
-    rp.add_argument("--no-adversarial-student", action="store_true", help="skip the ARD-style student")
-    rp.add_argument("--n-jobs", type=int, default=None, help="teachers trained in parallel (joblib; default: one at a time)")
+    for name in _FIELDS:
+        _add_config_option(rp, name)
     rp.add_argument("--quiet", action="store_true", help="no progress and no table")
     rp.set_defaults(func=cmd_reproduce, parser=rp)
     return parser
 
 
 def _validate(args):
-    error = args.parser.error
-    for option in ("attacks", "eval_attacks"):
-        unknown = [a for a in getattr(args, option, []) if a not in ATTACKS]
-        if unknown:
-            error(f"unknown attack(s) {unknown} in --{option.replace('_', '-')}; choose from {list(ATTACKS)}")
-    if getattr(args, "scheme", SCHEMES[0]) not in SCHEMES:
-        error(f"--scheme must be one of {list(SCHEMES)}; got {args.scheme!r}")
-    if hasattr(args, "train_eps"):
-        if len(args.train_eps) != 1:
-            error(f"--train-eps takes one value; got {args.train_eps}")
-        args.train_eps = args.train_eps[0]
-    for name in ("epochs", "n_train", "n_test", "batch_size"):
-        value = getattr(args, name, None)
-        if value is not None and value < 1:
-            error(f"--{name.replace('_', '-')} must be >= 1; got {value}")
-    if getattr(args, "temperature", 1.0) <= 0:
-        error(f"--temperature must be > 0; got {args.temperature}")
-    if not 0 <= getattr(args, "alpha", 0.0) <= 1:
-        error(f"--alpha must be in [0, 1]; got {args.alpha}")
+    """Check the parsed options with :meth:`ExperimentConfig.check`, naming the options in errors."""
+    values = {name: getattr(args, name) for name in _FIELDS if hasattr(args, name)}
+    try:
+        ExperimentConfig(**values).check(label=_option_name)
+    except (TypeError, ValueError) as exc:
+        args.parser.error(str(exc))
 
 
 def main(argv=None):
@@ -305,7 +207,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     _validate(args)
     try:
-        from ._inputs import check_device
+        from ._validation import check_device
 
         check_device(args.device, name="--device")
         return args.func(args)

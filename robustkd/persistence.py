@@ -15,7 +15,7 @@ import torch
 from skorch import NeuralNet
 from skorch.callbacks import Checkpoint
 
-from ._inputs import not_fitted_error
+from ._validation import not_fitted_error
 
 __all__ = ["save_weights", "load_weights", "fit_resumable"]
 

@@ -7,7 +7,7 @@ from sklearn.base import clone
 from skorch import NeuralNetClassifier
 
 from .._base import SeededNetMixin, net_defaults
-from .._inputs import as_array, is_index_labels
+from .._validation import as_array, is_index_labels
 from ..callbacks import TeacherWeights
 from ..losses import _KD, distillation_loss
 from ..training import AdversarialTrainingMixin

@@ -1,7 +1,7 @@
 """Robustness reports over attacks and budgets, and their plots."""
 import numpy as np
 
-from .._inputs import check_positive_int
+from .._validation import check_positive_int
 from .._rng import seeded
 from ..attacks import check_eps, get_attack
 from .checks import run_checks

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from sklearn.pipeline import Pipeline
 
-from .._inputs import (check_device, check_images, check_positive_int, encode_labels, model_classes, module_device,
+from .._validation import (check_device, check_images, check_positive_int, encode_labels, model_classes, module_device,
                        resolve_model)
 from .._rng import seeded
 from ..attacks import attack_mode, check_eps, get_attack, perturb, sample_seeds

@@ -18,77 +18,12 @@ import time
 
 import joblib
 
-from .datasets import DATASETS, load_split
+from ..datasets import DATASETS, load_split
+from .plots import plot_results, plot_teacher_weights
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ExperimentConfig", "reproduce", "load_split"]
-
-
-@dataclasses.dataclass
-class ExperimentConfig:
-    """Settings of :func:`reproduce`; every field is a command-line option of ``robustkd reproduce``.
-
-    Parameters
-    ----------
-    dataset : str, default="digits"
-        A name from :func:`robustkd.datasets.dataset_names` (``"digits"``, ``"mnist"``,
-        ``"fashion-mnist"``): digits is split 75/25, the others use their own test sets.
-    data_home : str, optional
-        Folder holding ``MNIST/raw`` or ``FashionMNIST/raw``.
-    download : bool, default=False
-        Download MNIST/Fashion-MNIST when missing.
-    out : str, default="robustkd_out"
-        Output folder; fitted models go to ``out/models`` and are reused.
-    epochs : int, default=15
-        Epochs for every model.
-    attacks : tuple of str, default=("fgsm", "pgd", "mim")
-        One adversarially trained teacher per attack.
-    train_eps : float, default=0.2
-        Budget of the teachers' (and the adversarial student's) training attacks.
-    eval_attacks : tuple of str, default=("fgsm", "pgd", "bim", "mim", "cw_linf")
-        Attacks of the evaluation.
-    eps : tuple of float, default=(0.05, 0.1, 0.2, 0.3)
-        Evaluation budgets.
-    scheme : str, default="confidence"
-        Weighting scheme of the adaptive student.
-    temperature : float, default=4.0
-        Distillation temperature.
-    alpha : float, default=0.9
-        Share of the distillation term.
-    adversarial_student : bool, default=True
-        Also train the ARD-style student.
-    n_train, n_test : int, optional
-        Subsample the training and test sets.
-    batch_size : int, default=64
-        Training batch size.
-    n_jobs : int, optional
-        Teachers trained in parallel.
-    device : str, default="cpu"
-        Torch device.
-    seed : int, default=0
-        Seeds the split, the models and the attacks.
-    """
-
-    dataset: str = "digits"
-    data_home: str = None
-    download: bool = False
-    out: str = "robustkd_out"
-    epochs: int = 15
-    attacks: tuple = ("fgsm", "pgd", "mim")
-    train_eps: float = 0.2
-    eval_attacks: tuple = ("fgsm", "pgd", "bim", "mim", "cw_linf")
-    eps: tuple = (0.05, 0.1, 0.2, 0.3)
-    scheme: str = "confidence"
-    temperature: float = 4.0
-    alpha: float = 0.9
-    adversarial_student: bool = True
-    n_train: int = None
-    n_test: int = None
-    batch_size: int = 64
-    n_jobs: int = None
-    device: str = "cpu"
-    seed: int = 0
+__all__ = ["reproduce"]
 
 
 def _key(**parts):
@@ -159,11 +94,11 @@ def reproduce(cfg, progress=None):
     """
     import numpy as np
 
-    from .callbacks import EpochLog
-    from .distiller import MultiTeacherDistiller
-    from .models import SmallCNN
-    from .scoring import robustness_report
-    from .teachers import AdversarialTeacher, TeacherPool
+    from ..callbacks import EpochLog
+    from ..distillation import MultiTeacherDistiller
+    from ..evaluation import robustness_report
+    from ..models import SmallCNN
+    from ..training import AdversarialTeacher, TeacherPool
 
     def log(stage, name):
         if progress is not None:
@@ -171,6 +106,7 @@ def reproduce(cfg, progress=None):
         else:
             logger.info("%s %s", stage, name)
 
+    cfg.check()
     os.makedirs(os.path.join(cfg.out, "models"), exist_ok=True)
     X_train, X_test, y_train, y_test = load_split(cfg.dataset, cfg.data_home, cfg.download, cfg.seed,
                                                   cfg.n_train, cfg.n_test)
@@ -266,82 +202,3 @@ def _write(out, summary):
     plot_teacher_weights(summary, os.path.join(out, "teacher_weights.png"))
 
 
-FAMILIES = (  # (prefix, label, colour map, line style)
-    ("standard", "baseline", "Greys", ":"),
-    ("teacher_", "teachers", "Blues", "-"),
-    ("kd_", "single-teacher students", "Greens", "--"),
-    ("mtkd_", "multi-teacher students", "Reds", "-."),
-)
-
-
-def _method_styles(methods):
-    """Colour and line style per method: one colour family and one line style per method family."""
-    import matplotlib.pyplot as plt
-
-    styles = {}
-    for prefix, _, cmap, line in FAMILIES:
-        members = [m for m in methods if m.startswith(prefix)]
-        for i, m in enumerate(members):
-            styles[m] = dict(color=plt.get_cmap(cmap)(0.45 + 0.5 * (i + 1) / (len(members) + 1)), linestyle=line)
-    return styles
-
-
-def plot_results(summary, path):
-    """Accuracy against eps, one panel per attack (and the worst case), one line per method.
-
-    Method families (baseline, teachers, single-teacher students, multi-teacher students) have
-    their own colour family and line style; one legend serves every panel.
-    """
-    import matplotlib.pyplot as plt
-
-    results, methods = summary["results"], summary["methods"]
-    attacks = list(dict.fromkeys(r["attack"] for r in results if r["attack"] != "clean"))
-    styles = _method_styles(methods)
-    cols = 3
-    rows = -(-len(attacks) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows + 1.2), squeeze=False)
-    clean = {r["method"]: r["accuracy"] for r in results if r["attack"] == "clean"}
-    for ax, attack in zip(axes.flat, attacks):
-        for m in methods:
-            pts = sorted((r["eps"], r["accuracy"]) for r in results if r["method"] == m and r["attack"] == attack)
-            ax.plot([0.0] + [p[0] for p in pts], [clean[m]] + [p[1] for p in pts], marker="o", markersize=3,
-                    label=m, **styles.get(m, {}))
-        ax.set_title(attack)
-        ax.set_xlabel("eps")
-        ax.set_ylabel("accuracy")
-        ax.set_ylim(0, 1.02)
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(attacks):]:
-        ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=8, frameon=False)
-    cfg, split = summary["config"], summary["split"]
-    fig.suptitle(f"{cfg['dataset']}: accuracy under attack ({split['n_train']} training / {split['n_test']} test "
-                 f"images, {cfg['epochs']} epochs, teachers trained at eps={cfg['train_eps']})")
-    fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(labels) > 5), 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def plot_teacher_weights(summary, path):
-    """Mean weight of each teacher per epoch, one panel per multi-teacher student."""
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    students = {k: v for k, v in summary["teacher_weights"].items() if len(v) and len(v[0]) > 1}
-    if not students:
-        return
-    fig, axes = plt.subplots(1, len(students), figsize=(4.5 * len(students), 3.6), squeeze=False)
-    for ax, (name, w) in zip(axes.flat, students.items()):
-        for k, label in enumerate(summary["teacher_names"]):
-            ax.plot(range(1, len(w) + 1), [row[k] for row in w], marker=".", label=f"teacher {label}")
-        ax.set_title(name)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("mean weight over training batches")
-        ax.set_ylim(0, 1)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize=7)
-    fig.suptitle(f"{summary['config']['dataset']}: mean teacher weight per epoch")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -1,4 +1,4 @@
-"""Resolving user models and checking user data, shared by scoring and the estimators."""
+"""The only validation helpers: resolving user models, checking inputs, labels and devices."""
 import numbers
 
 import numpy as np

@@ -1,0 +1,95 @@
+"""What the command line prints: tables with titles and legends, and the progress display."""
+import sys
+
+__all__ = ["format_report", "format_results", "ProgressPrinter", "attack_lines"]
+
+METHOD_LEGEND = (
+    "standard: no defence | teacher_<a>: adversarially trained against attack <a> | kd_<a>: student of "
+    "teacher_<a> alone, clean data | mtkd_uniform: student of all teachers, equal weights, clean data | "
+    "mtkd_adaptive: MTKD-AR student, per-input weights ({scheme}), clean data | mtkd_adversarial: ARD-style "
+    "student trained on its own adversarial examples")
+
+def attack_lines(attacks, n_test):
+    """One line per attack saying what it is, with its steps (from the attack registry)."""
+    from .attacks import available_attacks
+
+    registry = available_attacks()
+    lines = []
+    for a in attacks:
+        spec = registry.get(a)
+        if spec is None:
+            continue
+        steps = spec["params"].get("nb_iter", spec["params"].get("max_iterations", 1))
+        lines.append(f"  {a}: {spec['norm']} budget, {steps} step(s). {spec['description']}")
+    return [f"Accuracy on {n_test} test images: clean, and under each attack at each eps "
+            "(worst_case: a sample counts only if it survives every attack)."] + lines
+
+
+def format_report(rows, title=None):
+    """Render :func:`robustkd.robustness_report` records as a text table (attacks x eps)."""
+    eps = sorted({r["eps"] for r in rows if r["attack"] != "clean"})
+    attacks = list(dict.fromkeys(r["attack"] for r in rows if r["attack"] != "clean"))
+    cell = {(r["attack"], r["eps"]): r["accuracy"] for r in rows}
+    clean = next(r["accuracy"] for r in rows if r["attack"] == "clean")
+    width = max(len(a) for a in attacks + ["attack"])
+    lines = [title] if title else []
+    lines.append(f"{'attack':<{width}}  " + "  ".join(f"eps={e:<6g}" for e in eps))
+    lines.append(f"{'clean':<{width}}  " + "  ".join(f"{clean:>10.4f}" for _ in eps))
+    for a in attacks:
+        lines.append(f"{a:<{width}}  " + "  ".join(f"{cell[(a, e)]:>10.4f}" for e in eps))
+    return "\n".join(lines)
+
+
+def format_results(summary):
+    """Render :func:`robustkd.experiments.reproduce` results: one methods x eps table per attack."""
+    rows = summary["results"]
+    methods = summary["methods"]
+    eps = sorted({r["eps"] for r in rows if r["attack"] != "clean"})
+    attacks = list(dict.fromkeys(r["attack"] for r in rows if r["attack"] != "clean"))
+    cell = {(r["method"], r["attack"], r["eps"]): r["accuracy"] for r in rows}
+    width = max(len(m) for m in methods + ["method"])
+    lines = attack_lines(attacks, summary["split"]["n_test"])
+    lines.append("Methods: " + METHOD_LEGEND.format(scheme=summary["config"]["scheme"]))
+    for attack in attacks:
+        lines.append(f"\n{attack}")
+        lines.append(f"{'method':<{width}}  {'clean':>7}  " + "  ".join(f"{'eps=' + format(e, 'g'):>8}" for e in eps))
+        for m in methods:
+            lines.append(f"{m:<{width}}  {cell[(m, 'clean', 0.0)]:>7.4f}  "
+                         + "  ".join(f"{cell[(m, attack, e)]:>8.4f}" for e in eps))
+    return "\n".join(lines)
+
+
+class ProgressPrinter:
+    """A step bar (counted when a step ends, no overall estimate) plus one line per finished epoch."""
+
+    def __init__(self, total):
+        import logging
+
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, unit="step", file=sys.stderr, dynamic_ncols=True,
+                        bar_format="{desc} {n_fmt}/{total_fmt} steps [{elapsed}]")
+        bar = self.bar
+
+        class _Handler(logging.Handler):
+            def emit(self, record):
+                bar.write(self.format(record), file=sys.stderr)
+
+        self.handler = _Handler()
+        self.logger = logging.getLogger("robustkd.progress")
+        self.logger.addHandler(self.handler)
+        self.level = self.logger.level
+        self.logger.setLevel(logging.INFO)
+
+    def __call__(self, stage, name):
+        if stage == "done":
+            self.bar.update(1)
+        elif stage != "reusing":
+            self.bar.set_description_str(f"{stage} {name}")
+
+    def close(self):
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.level)
+        self.bar.close()
+
+

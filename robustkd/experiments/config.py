@@ -1,0 +1,117 @@
+"""The settings of :func:`robustkd.experiments.reproduce`: one dataclass whose fields also define the
+command line's options (type, default, help, choices), so nothing is written twice.
+
+Imports stay light (no torch): the command line builds its parser from here.
+"""
+import dataclasses
+import numbers
+
+from .._names import ATTACKS, SCHEMES
+from ..datasets import dataset_names
+
+__all__ = ["ExperimentConfig"]
+
+
+def _field(default, help, kind=None, choices=None):
+    """A config field with its command-line metadata (``kind``: "names", "budgets" or None)."""
+    return dataclasses.field(default=default, metadata={"help": help, "kind": kind, "choices": choices})
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+    """Settings of :func:`~robustkd.experiments.reproduce`; every field is an option of ``robustkd reproduce``.
+
+    Parameters
+    ----------
+    dataset : str, default="digits"
+        A name from :func:`robustkd.datasets.dataset_names` (``"digits"``, ``"mnist"``,
+        ``"fashion-mnist"``): digits is split 75/25, the others use their own test sets.
+    data_home : str, optional
+        Folder holding ``MNIST/raw`` or ``FashionMNIST/raw``.
+    download : bool, default=False
+        Download MNIST/Fashion-MNIST when missing.
+    out : str, default="robustkd_out"
+        Output folder; fitted models go to ``out/models`` and are reused.
+    epochs : int, default=15
+        Epochs for every model.
+    attacks : tuple of str, default=("fgsm", "pgd", "mim")
+        One adversarially trained teacher per attack.
+    train_eps : float, default=0.2
+        Budget of the teachers' (and the adversarial student's) training attacks.
+    eval_attacks : tuple of str, default=("fgsm", "pgd", "bim", "mim", "cw_linf")
+        Attacks of the evaluation.
+    eps : tuple of float, default=(0.05, 0.1, 0.2, 0.3)
+        Evaluation budgets.
+    scheme : str, default="confidence"
+        Weighting scheme of the adaptive student.
+    temperature : float, default=4.0
+        Distillation temperature.
+    alpha : float, default=0.9
+        Share of the distillation term.
+    adversarial_student : bool, default=True
+        Also train the ARD-style student (``--no-adversarial-student`` turns it off).
+    n_train, n_test : int, optional
+        Subsample the training and test sets.
+    batch_size : int, default=64
+        Training batch size.
+    n_jobs : int, optional
+        Teachers trained in parallel.
+    device : str, default="cpu"
+        Torch device (``"auto"``: CUDA when available).
+    seed : int, default=0
+        Seeds the split, the models and the attacks.
+    """
+
+    dataset: str = _field("digits", "data set", choices=dataset_names)
+    data_home: str = _field(None, "folder holding MNIST/raw or FashionMNIST/raw (default: $ROBUSTKD_DATA, else "
+                                  "~/robustkd_data)")
+    download: bool = _field(False, "download MNIST/Fashion-MNIST if missing")
+    out: str = _field("robustkd_out", "output folder; finished models are saved in OUT/models and reused by the "
+                                      "next run with the same settings")
+    epochs: int = _field(15, "training epochs of every model")
+    attacks: tuple = _field(("fgsm", "pgd", "mim"), "one adversarially trained teacher per attack", "names")
+    train_eps: float = _field(0.2, "budget of the teachers' training attacks")
+    eval_attacks: tuple = _field(("fgsm", "pgd", "bim", "mim", "cw_linf"), "attacks of the evaluation", "names")
+    eps: tuple = _field((0.05, 0.1, 0.2, 0.3), "evaluation budgets", "budgets")
+    scheme: str = _field("confidence", "weighting scheme of the adaptive student", choices=lambda: list(SCHEMES))
+    temperature: float = _field(4.0, "distillation temperature")
+    alpha: float = _field(0.9, "share of the distillation term")
+    adversarial_student: bool = _field(True, "also train the ARD-style student")
+    n_train: int = _field(None, "random subset of the training set (default: all of it)")
+    n_test: int = _field(None, "random subset of the test set (default: all of it)")
+    batch_size: int = _field(64, "training batch size")
+    n_jobs: int = _field(None, "teachers trained in parallel (joblib; default: one at a time)")
+    device: str = _field("cpu", "torch device: cpu, cuda, cuda:<index> or auto (CUDA when available)")
+    seed: int = _field(0, "seeds the split, the models and the attacks")
+
+    def check(self, label=str):
+        """Raise a ValueError naming the first invalid field (``label(name)`` names it, e.g. as an option).
+
+        Returns
+        -------
+        ExperimentConfig
+            ``self``, when every field is valid.
+        """
+        for f in dataclasses.fields(self):
+            value, name = getattr(self, f.name), label(f.name)
+            choices = f.metadata["choices"]
+            if choices is not None and value not in choices():
+                raise ValueError(f"{name} must be one of {list(choices())}; got {value!r}")
+            if f.metadata["kind"] == "names":
+                unknown = [a for a in value if a not in ATTACKS]
+                if not value or unknown:
+                    raise ValueError(f"unknown attack(s) {unknown} in {name}; choose from {list(ATTACKS)}")
+            if f.metadata["kind"] == "budgets" and (not value or any(not 0 < e < float("inf") for e in value)):
+                raise ValueError(f"{name} values must be finite and > 0; got {list(value)}")
+        positive = {"epochs": self.epochs, "n_train": self.n_train, "n_test": self.n_test,
+                    "batch_size": self.batch_size, "n_jobs": self.n_jobs}
+        for key, value in positive.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
+                raise ValueError(f"{label(key)} must be >= 1; got {value}")
+        if not 0 < self.train_eps < float("inf"):
+            raise ValueError(f"{label('train_eps')} values must be finite and > 0; got [{self.train_eps}]")
+        if not self.temperature > 0:
+            raise ValueError(f"{label('temperature')} must be > 0; got {self.temperature}")
+        if not 0 <= self.alpha <= 1:
+            raise ValueError(f"{label('alpha')} must be in [0, 1]; got {self.alpha}")
+        return self
