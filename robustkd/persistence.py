@@ -22,7 +22,7 @@ __all__ = ["save_weights", "load_weights", "fit_resumable"]
 _FORMAT = "robustkd-weights-1"
 
 
-def _modules(estimator):
+def _weight_modules(estimator):
     if not isinstance(estimator, NeuralNet):
         raise TypeError(f"estimator must be a robustkd or skorch net; got {type(estimator).__name__}")
     names = ["module_"] + (["teachers_"] if hasattr(estimator, "teachers_") else [])
@@ -47,7 +47,7 @@ def save_weights(estimator, path):
     if not getattr(estimator, "initialized_", False):
         raise not_fitted_error(estimator, "saving it")
     state = {"format": _FORMAT, "class": type(estimator).__name__,
-             "modules": {name: m.state_dict() for name, m in _modules(estimator).items()}}
+             "modules": {name: m.state_dict() for name, m in _weight_modules(estimator).items()}}
     torch.save(state, path)
 
 
@@ -87,7 +87,7 @@ def load_weights(estimator, path):
         raise ValueError(f"the file holds a {state['class']}; got a {type(estimator).__name__} to load it into")
     if not getattr(estimator, "initialized_", False):
         estimator.initialize()
-    modules = _modules(estimator)
+    modules = _weight_modules(estimator)
     if set(modules) != set(state["modules"]):
         raise ValueError(f"the file holds {sorted(state['modules'])}; the estimator has {sorted(modules)}")
     for name, module in modules.items():

@@ -257,6 +257,21 @@ class AdaptiveWeighter(BaseEstimator):
         self.scheme = scheme
         self.tau = tau
 
+    def fit(self, X=None, y=None):
+        """Nothing to learn (the weights depend on each batch only); returns ``self``.
+
+        Parameters
+        ----------
+        X, y : ignored
+            Accepted so the weighter is a complete scikit-learn estimator.
+
+        Returns
+        -------
+        self : AdaptiveWeighter
+            This weighter.
+        """
+        return self
+
     def __call__(self, teacher_logits, y=None):
         """Return the ``(n, K)`` weight matrix; see :func:`teacher_weights`."""
         return teacher_weights(teacher_logits, y, scheme=self.scheme, tau=self.tau)

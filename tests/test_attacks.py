@@ -85,6 +85,15 @@ def test_every_attack_respects_budget_range_inputs_and_model_state(name):
     assert all(p.grad is None for p in model.parameters()), "attack gradients leaked into parameters"
 
 
+@pytest.mark.parametrize("name", sorted(available_attacks()))
+def test_every_attack_repr_lists_its_parameters(name):
+    spec = available_attacks()[name]
+    text = repr(get_attack(name, tiny_model(), eps=0.123))
+    assert "eps=0.123" in text and "object at 0x" not in text
+    for param, value in spec["params"].items():
+        assert f"{param}={value!r}" in text, (param, text)
+
+
 def test_attacks_actually_move_the_input():
     model = tiny_model().eval()
     x = torch.rand(6, 1, 8, 8)

@@ -147,7 +147,8 @@ def test_cli_names_match_the_registries():
     from robustkd.attacks import available_attacks
     from robustkd.weighting import teacher_weights
 
-    assert set(ATTACKS) == set(available_attacks())
+    assert set(ATTACKS) <= set(available_attacks())   # user code may register more (tests/test_registries.py)
+    assert list(available_attacks())[:len(ATTACKS)] == list(ATTACKS)
     for scheme in SCHEMES:
         teacher_weights(__import__("torch").zeros(2, 2, 3), __import__("torch").zeros(2, dtype=int), scheme)
 

@@ -6,7 +6,9 @@ data range is opened with clip_min/clip_max because the checks use unbounded fea
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from torch import nn
 
-from robustkd import AdversarialTeacher
+import torch
+
+from robustkd import AdaptiveWeighter, AdversarialTeacher, MultiTeacherDistiller, TeacherPool
 
 
 class TabularNet(nn.Module):
@@ -49,7 +51,57 @@ EXPECTED_FAILURES = {
 }
 
 
+class FixedWidthTeacher(nn.Module):
+    """A frozen-at-init teacher for inputs of exactly ``width`` features and 3 classes."""
+
+    def __init__(self, width=2, seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.width = width
+        self.net = nn.Linear(width, 3)
+
+    def forward(self, X):
+        return self.net(X.flatten(1))
+
+
+WIDTH = "the teachers are given and take exactly 2 features; this check's data has another width"
+DISTILLER_FAILURES = {
+    **EXPECTED_FAILURES,
+    **{name: WIDTH for name in (
+        "check_fit_score_takes_y", "check_dont_overwrite_parameters", "check_n_features_in_after_fitting",
+        "check_estimators_dtypes", "check_pipeline_consistency", "check_estimators_nan_inf", "check_estimators_pickle",
+        "check_f_contiguous_array_estimator", "check_supervised_y_2d", "check_methods_sample_order_invariance",
+        "check_methods_subset_invariance", "check_dict_unchanged", "check_dtype_object", "check_complex_data",
+        "check_classifiers_one_label_sample_weights", "check_fit2d_1sample", "check_fit2d_1feature",
+        "check_positive_only_tag_during_fit")},
+    "check_estimators_overwrite_params": "it compares joblib hashes of a deep copy of the parameters, and torch "
+                                         "modules (the teachers) hash differently when copied; fit does not touch "
+                                         "them (tests/test_distiller.py checks it)",
+}
+WEIGHTER_FAILURES = {
+    # AdaptiveWeighter learns nothing: fit accepts anything and stores nothing
+    "check_estimators_nan_inf": "fit is stateless and does not look at its input",
+    "check_estimators_empty_data_messages": "fit is stateless and does not look at its input",
+    "check_complex_data": "fit is stateless and does not look at its input",
+    "check_dtype_object": "fit is stateless and does not look at its input",
+    "check_fit1d": "fit is stateless and does not look at its input",
+    "check_n_features_in": "fit is stateless: no n_features_in_",
+    "check_requires_y_none": "fit is stateless and does not look at its input",
+    "check_fit_check_is_fitted": "nothing to fit: a new weighter is ready to use",
+    "check_n_features_in_after_fitting": "fit is stateless: no n_features_in_",
+    "check_estimator_sparse_tag": "fit is stateless and accepts sparse input without saying so in its tags",
+}
+POOL_FAILURES = {k: v for k, v in EXPECTED_FAILURES.items()  # a plain scikit-learn estimator around skorch nets
+                 if k not in ("check_no_attributes_set_in_init", "check_set_params")}
+
+
 def expected_failures(estimator):
+    if isinstance(estimator, MultiTeacherDistiller):
+        return DISTILLER_FAILURES
+    if isinstance(estimator, AdaptiveWeighter):
+        return WEIGHTER_FAILURES
+    if isinstance(estimator, TeacherPool):
+        return POOL_FAILURES
     return EXPECTED_FAILURES
 
 
@@ -58,6 +110,11 @@ def expected_failures(estimator):
                        clip_max=1e6, random_state=0),
     AdversarialTeacher(TabularNet, attack="fgsm", eps=0.1, max_epochs=2, train_split=None, verbose=0,
                        clip_min=-1e6, clip_max=1e6, random_state=0),
+    MultiTeacherDistiller([FixedWidthTeacher(seed=0), FixedWidthTeacher(seed=1)], alpha=0.0, max_epochs=30,
+                          lr=0.05, train_split=None, verbose=0, clip_min=-1e6, clip_max=1e6, random_state=0),
+    TeacherPool(AdversarialTeacher(TabularNet, attack="fgsm", eps=0.1, max_epochs=2, train_split=None, verbose=0,
+                                   clip_min=-1e6, clip_max=1e6), attacks=["fgsm"], random_state=0),
+    AdaptiveWeighter(),
 ], expected_failed_checks=expected_failures)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)

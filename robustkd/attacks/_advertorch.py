@@ -106,6 +106,30 @@ class EpsBoundedCW(_adv.Attack, _adv.LabelMixin):
         return f"EpsBoundedCW(eps={self.eps}, clip_min={self.clip_min}, clip_max={self.clip_max}, {params})"
 
 
+class _ParamsRepr:
+    """``repr`` that lists every parameter of the attack (advertorch's attacks have none)."""
+
+    def __repr__(self):
+        params = ", ".join(f"{k}={v!r}" for k, v in sorted(vars(self).items()) if k != "predict")
+        return f"{type(self).__name__}({params})"
+
+
+class FGSM(_ParamsRepr, _adv.GradientSignAttack):
+    """advertorch's ``GradientSignAttack`` with a parameter-listing ``repr``."""
+
+
+class BIM(_ParamsRepr, _adv.LinfBasicIterativeAttack):
+    """advertorch's ``LinfBasicIterativeAttack`` with a parameter-listing ``repr``."""
+
+
+class MIM(_ParamsRepr, _adv.MomentumIterativeAttack):
+    """advertorch's ``MomentumIterativeAttack`` with a parameter-listing ``repr``."""
+
+
+class SPSA(_ParamsRepr, _adv.LinfSPSAAttack):
+    """advertorch's ``LinfSPSAAttack`` with a parameter-listing ``repr``."""
+
+
 def _iterative(cls, norm, step_factor, **fixed):
     """Spec for an iterative attack whose step size defaults to ``step_factor * eps / nb_iter``."""
 
@@ -118,7 +142,7 @@ def _iterative(cls, norm, step_factor, **fixed):
 
 
 def _fgsm(model, eps, clip_min, clip_max, params):
-    return _adv.GradientSignAttack(model, eps=eps, clip_min=clip_min, clip_max=clip_max, **params)
+    return FGSM(model, eps=eps, clip_min=clip_min, clip_max=clip_max, **params)
 
 
 def _cw(model, eps, clip_min, clip_max, params):
@@ -128,7 +152,7 @@ def _cw(model, eps, clip_min, clip_max, params):
 def _spsa(model, eps, clip_min, clip_max, params):
     params = dict(params)
     params.setdefault("lr", 2.5 * eps / params["nb_iter"])
-    return _adv.LinfSPSAAttack(model, eps=eps, clip_min=clip_min, clip_max=clip_max, **params)
+    return SPSA(model, eps=eps, clip_min=clip_min, clip_max=clip_max, **params)
 
 
 _BUILTINS = {  # name -> (builder, norm, default eps, default parameters, further parameters, summary)
@@ -141,10 +165,10 @@ _BUILTINS = {  # name -> (builder, norm, default eps, default parameters, furthe
     "pgd_l2": (*_iterative(SeededStartL2PGD, "l2", 2.5), 1.0,
                {"nb_iter": 10, "rand_init": True}, {"eps_iter", "loss_fn", "targeted"},
                "L2 projected gradient descent with random start; eps is an L2 radius."),
-    "bim": (*_iterative(_adv.LinfBasicIterativeAttack, "linf", 2.5), 0.1,
+    "bim": (*_iterative(BIM, "linf", 2.5), 0.1,
             {"nb_iter": 10}, {"eps_iter", "loss_fn", "targeted"},
             "Basic iterative method, PGD without random start (Kurakin et al., 2017)."),
-    "mim": (*_iterative(_adv.MomentumIterativeAttack, "linf", 1.0), 0.1,
+    "mim": (*_iterative(MIM, "linf", 1.0), 0.1,
             {"nb_iter": 10, "decay_factor": 1.0}, {"eps_iter", "loss_fn", "targeted"},
             "Momentum iterative method (Dong et al., 2018); eps_iter defaults to eps / nb_iter."),
     "cw": (_cw, "l2", 1.0,

@@ -1,10 +1,9 @@
 """Sanity checks of a robustness evaluation, in the spirit of AutoAttack's ``checks.py``.
 
 Each check emits a :class:`~robustkd.exceptions.GradientMaskingWarning` (or its parent
-:class:`~robustkd.exceptions.RobustKDWarning`) that says what looks wrong and how to fix
-it, and returns True when it fired. :func:`robustness_report` runs the cheap ones by
-default (``checks="fast"``) and all of them with ``checks="full"``.
-"""
+:class:`~robustkd.exceptions.RobustKDWarning`) that says what looks wrong and how to fix it, and
+returns True when it fired. :func:`robustness_report` runs the cheap ones by default
+(``checks="fast"``) and all of them with ``checks="full"``."""
 import logging
 import warnings
 
@@ -112,8 +111,7 @@ def check_deterministic(module, X):
 
 
 def _pgd_accuracy(module, X, y, eps, clip_min, clip_max, **params):
-    return robust_score(module, X, y, "pgd", eps=eps, clip_min=clip_min, clip_max=clip_max, random_state=0,
-                        **params)
+    return robust_score(module, X, y, "pgd", eps=eps, clip_min=clip_min, clip_max=clip_max, random_state=0, **params)
 
 
 def check_large_eps(module, X, y, *, clip_min=0.0, clip_max=1.0, n_classes=10, nb_iter=20):
@@ -250,12 +248,8 @@ def run_checks(module, X, y, rows, *, level="fast", device=None, clip_min=0.0, c
 
     Parameters
     ----------
-    module : torch.nn.Module
-        The model.
-    X, y : torch.Tensor
-        Inputs and labels (CPU).
-    rows : list of dict
-        The report's records.
+    module, X, y, rows : torch.nn.Module, torch.Tensor, torch.Tensor, list of dict
+        The model, inputs and labels (CPU), and the report's records.
     level : {"fast", "full"}, default="fast"
         Which checks to run.
     device : torch.device, optional
@@ -280,7 +274,6 @@ def run_checks(module, X, y, rows, *, level="fast", device=None, clip_min=0.0, c
     """
     Xs, ys = X[:max_samples].to(device), y[:max_samples].to(device)
     fired = []
-    n_classes = None
     for name, fn in (("logits", lambda: check_logits(module, Xs)),
                      ("gradients", lambda: check_gradients(module, Xs, ys)),
                      ("deterministic", lambda: check_deterministic(module, Xs)),
