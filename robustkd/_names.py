@@ -5,5 +5,6 @@ The command line reads them for its help and its argument checks, which must be 
 :mod:`robustkd.weighting`.
 """
 
-ATTACKS = ("fgsm", "pgd", "pgd_l2", "bim", "mim", "cw", "cw_linf", "spsa")
+ATTACKS = ("fgsm", "pgd", "pgd_l2", "bim", "mim", "cw", "cw_linf", "spsa", "apgd_ce", "apgd_dlr", "apgd_t",
+           "apgd_ce_l2", "apgd_dlr_l2", "apgd_t_l2", "apgd")
 SCHEMES = ("uniform", "accuracy", "confidence", "loss", "entropy", "camkd")

@@ -7,7 +7,9 @@ from torch import nn
 from robustkd.attacks import attack_mode, available_attacks, get_attack, perturb
 
 FAST = {"spsa": {"nb_iter": 3, "nb_sample": 8, "max_batch_size": 8}, "cw": {"max_iterations": 20,
-                                                                           "binary_search_steps": 2}}
+                                                                           "binary_search_steps": 2},
+        **{name: {"n_iter": 5} for name in ("apgd_ce", "apgd_dlr", "apgd_ce_l2", "apgd_dlr_l2")},
+        **{name: {"n_iter": 5, "n_target_classes": 2} for name in ("apgd_t", "apgd_t_l2", "apgd")}}
 
 
 def tiny_model():
@@ -51,7 +53,7 @@ def test_an_attack_instance_is_returned_as_is():
 
 
 @pytest.mark.parametrize("kwargs, exc, match", [
-    (dict(attack="pgdd"), ValueError, r"Unknown attack 'pgdd'; known attacks are \['bim', "),
+    (dict(attack="pgdd"), ValueError, r"Unknown attack 'pgdd'; known attacks are \[.*'bim', .*'pgd'"),
     (dict(attack="pgd", eps=-0.1), ValueError, r"eps must be a finite number >= 0; got eps=-0.1"),
     (dict(attack="pgd", eps="big"), TypeError, r"eps must be a non-negative number; got eps='big'"),
     (dict(attack="pgd", steps=10), TypeError, r"unexpected parameter\(s\) \['steps'\]"),

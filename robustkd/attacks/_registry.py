@@ -114,8 +114,8 @@ def available_attacks():
     Examples
     --------
     >>> from robustkd.attacks import available_attacks
-    >>> sorted(available_attacks())[:8]
-    ['bim', 'cw', 'cw_linf', 'fgsm', 'mim', 'pgd', 'pgd_l2', 'spsa']
+    >>> list(available_attacks())[:8]
+    ['fgsm', 'pgd', 'pgd_l2', 'bim', 'mim', 'cw', 'cw_linf', 'spsa']
     """
     return {name: {"norm": s.norm, "eps": s.eps, "params": dict(s.defaults), "accepts": s.params(),
                    "description": s.description} for name, s in _ATTACKS.items()}

@@ -10,7 +10,7 @@ from .robust import _attack_names, _evaluate, _on_device, _prepare
 __all__ = ["robustness_report", "plot_robustness_curves"]
 
 
-def robustness_report(model, X, y, *, attacks=("fgsm", "pgd"), eps=(0.05, 0.1, 0.2, 0.3), batch_size=256,
+def robustness_report(model, X, y=None, *, attacks=("fgsm", "pgd"), eps=(0.05, 0.1, 0.2, 0.3), batch_size=256,
                       device=None, clip_min=0.0, clip_max=1.0, random_state=None, attack_params=None,
                       as_frame=False, checks="fast", check_params=None):
     """Clean accuracy, accuracy per attack and eps, and the worst case per eps.
@@ -18,7 +18,7 @@ def robustness_report(model, X, y, *, attacks=("fgsm", "pgd"), eps=(0.05, 0.1, 0
     Parameters
     ----------
     model, X, y
-        As in :func:`robust_mask`.
+        As in :func:`robust_mask` (without ``y``: stability of the model's own predictions).
     attacks : sequence of str, default=("fgsm", "pgd")
         Attack names.
     eps : sequence of float, default=(0.05, 0.1, 0.2, 0.3)

@@ -55,6 +55,10 @@ def _prepare(model, X, y, clip_min, clip_max, device):
         raise ValueError(f"the model must return logits of shape (n_samples, n_classes); got shape "
                          f"{tuple(out.shape)}")
     n_outputs = out.shape[1]
+    if y is None:  # score the stability of the model's own predictions
+        with torch.no_grad(), attack_mode(module), _on_device(module, device):
+            y = torch.cat([module(X[i:i + 512].to(device)).argmax(1).cpu() for i in range(0, len(X), 512)])
+        return module, X, y, device
     y = encode_labels(y, len(X), n_outputs, classes=classes)
     return module, X, y, device
 
@@ -109,7 +113,7 @@ def _evaluate(module, X, y, attack_grid, *, batch_size, device, sequential, rand
     return clean.numpy(), masks.numpy()
 
 
-def robust_mask(model, X, y, attack="pgd", *, eps=None, batch_size=256, device=None,
+def robust_mask(model, X, y=None, attack="pgd", *, eps=None, batch_size=256, device=None,
                 clip_min=0.0, clip_max=1.0, random_state=None, **attack_params):
     """Per-sample robustness: True where the model is right on the clean input and
     under every attack.
@@ -121,8 +125,11 @@ def robust_mask(model, X, y, attack="pgd", *, eps=None, batch_size=256, device=N
         or a fitted ``Pipeline`` ending in one (earlier steps transform ``X`` first).
     X : array-like or torch.Tensor of shape (n_samples, ...)
         Inputs in ``[clip_min, clip_max]``. Never modified.
-    y : array-like of shape (n_samples,)
-        True labels: indices into the model's logits, as skorch trains on them.
+    y : array-like of shape (n_samples,), optional
+        True labels (indices into the model's logits, as skorch trains on them, or the labels
+        a robustkd estimator was fitted on). Without ``y``, the model's own clean predictions
+        are used: the result is then the **stability** of its predictions under attack (clean
+        "accuracy" is 1 by definition), useful on unlabeled data, not accuracy.
     attack : str, advertorch Attack, or list of them, default="pgd"
         Attack name (see :func:`robustkd.attacks.available_attacks`) or instance; a
         list means worst case per sample over all of them.
@@ -170,7 +177,7 @@ def robust_mask(model, X, y, attack="pgd", *, eps=None, batch_size=256, device=N
     return masks[-1] if len(grid) else clean
 
 
-def robust_score(model, X, y, attack="pgd", *, eps=None, batch_size=256, device=None,
+def robust_score(model, X, y=None, attack="pgd", *, eps=None, batch_size=256, device=None,
                  clip_min=0.0, clip_max=1.0, random_state=None, **attack_params):
     """Accuracy under attack: the fraction of samples for which :func:`robust_mask` is True.
 
@@ -181,8 +188,11 @@ def robust_score(model, X, y, attack="pgd", *, eps=None, batch_size=256, device=
         or a fitted ``Pipeline`` ending in one (earlier steps transform ``X`` first).
     X : array-like or torch.Tensor of shape (n_samples, ...)
         Inputs in ``[clip_min, clip_max]``. Never modified.
-    y : array-like of shape (n_samples,)
-        True labels: indices into the model's logits, as skorch trains on them.
+    y : array-like of shape (n_samples,), optional
+        True labels (indices into the model's logits, as skorch trains on them, or the labels
+        a robustkd estimator was fitted on). Without ``y``, the model's own clean predictions
+        are used: the result is then the **stability** of its predictions under attack (clean
+        "accuracy" is 1 by definition), useful on unlabeled data, not accuracy.
     attack : str, advertorch Attack, or list of them, default="pgd"
         Attack name or instance; a list means worst case per sample over all of them.
     eps : float, optional

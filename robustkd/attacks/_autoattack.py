@@ -1,0 +1,89 @@
+"""AutoAttack's attacks as registry names: APGD-CE, APGD-DLR, APGD-T (L-inf and L2), and cascades of them.
+
+A :class:`Cascade` runs its attacks one after the other, each from the clean input and only on the
+samples that every earlier attack failed to break: the worst case per sample, as AutoAttack reports it.
+"""
+import numpy as np
+import torch
+
+from ._apgd import APGD
+from ._registry import register_attack
+
+__all__ = ["Cascade"]
+
+
+class Cascade:
+    """Several attacks as one: each runs on the samples still classified correctly, from the clean input.
+
+    Parameters
+    ----------
+    predict : torch.nn.Module or callable
+        The model, returning logits.
+    attacks : list of (name, attack)
+        The attacks, in order (cheap ones first).
+    """
+
+    accepts_sample_seeds = True
+
+    def __init__(self, predict, attacks):
+        self.predict = predict
+        self.attacks = list(attacks)
+
+    def __repr__(self):
+        return "Cascade(" + ", ".join(f"{name}={attack!r}" for name, attack in self.attacks) + ")"
+
+    def perturb(self, x, y, sample_seeds=None):
+        """Adversarial examples for ``(x, y)``: the first attack's success per sample, else the last one's output."""
+        x, y = x.detach(), y.detach()
+        with torch.no_grad():
+            alive = self.predict(x).argmax(1) == y
+        x_adv = x.clone()
+        for _, attack in self.attacks:
+            idx = alive.nonzero().squeeze(1)
+            if not len(idx):
+                break
+            kwargs = {}
+            if sample_seeds is not None and getattr(attack, "accepts_sample_seeds", False):
+                # the same per-sample seeds as each attack alone gets: a cascade is never above its members
+                kwargs["sample_seeds"] = np.asarray(sample_seeds)[idx.cpu().numpy()]
+            adv = attack.perturb(x[idx], y[idx], **kwargs)
+            with torch.no_grad():
+                broken = self.predict(adv).argmax(1) != y[idx]
+            x_adv[idx] = adv
+            alive[idx[broken]] = False
+        return x_adv
+
+
+def _apgd(loss, norm):
+    def build(model, eps, clip_min, clip_max, params):
+        if loss != "dlr-targeted":
+            params = {k: v for k, v in params.items() if k != "n_target_classes"}
+        return APGD(model, eps, norm=norm, loss=loss, clip_min=clip_min, clip_max=clip_max, **params)
+
+    return build
+
+
+def _cascade(*members):
+    def build(model, eps, clip_min, clip_max, params):
+        return Cascade(model, [(name, fn(model, eps, clip_min, clip_max, params)) for name, fn in members])
+
+    return build
+
+
+_APGD_DEFAULTS = {"n_iter": 100, "n_restarts": 1}
+_APGD_T_DEFAULTS = {"n_iter": 100, "n_restarts": 1, "n_target_classes": 9}
+_REF = "(Croce and Hein, 2020; our implementation, checked against the original code)"
+for _suffix, _norm, _eps in (("", "linf", 0.1), ("_l2", "l2", 1.0)):
+    _budget = "L-inf" if _norm == "linf" else "L2 (eps is an L2 radius)"
+    register_attack(f"apgd_ce{_suffix}", _apgd("ce", _norm), norm=_norm, eps=_eps, defaults=_APGD_DEFAULTS,
+                    accepts={"rho"}, description=f"{_budget} Auto-PGD on the cross-entropy {_REF}.")
+    register_attack(f"apgd_dlr{_suffix}", _apgd("dlr", _norm), norm=_norm, eps=_eps, defaults=_APGD_DEFAULTS,
+                    accepts={"rho"}, description=f"{_budget} Auto-PGD on the DLR loss {_REF}.")
+    register_attack(f"apgd_t{_suffix}", _apgd("dlr-targeted", _norm), norm=_norm, eps=_eps,
+                    defaults=_APGD_T_DEFAULTS, accepts={"rho"},
+                    description=f"{_budget} targeted Auto-PGD on the DLR loss, one run per target class "
+                                f"(the 9 most likely after the true one) {_REF}.")
+register_attack("apgd", _cascade(("apgd_ce", _apgd("ce", "linf")), ("apgd_t", _apgd("dlr-targeted", "linf"))),
+                norm="linf", eps=0.1, defaults=_APGD_T_DEFAULTS, accepts={"rho"},
+                description="APGD-CE, then APGD-T on the samples it did not break: the cheaper part of "
+                            "AutoAttack, for model selection.")

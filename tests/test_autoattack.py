@@ -1,0 +1,100 @@
+"""AutoAttack's attacks: APGD-CE, APGD-DLR, APGD-T and their cascade, against PGD and the original code."""
+import numpy as np
+import pytest
+import torch
+
+from robustkd import get_attack, robust_mask, robust_score
+from robustkd.attacks import APGD
+from robustkd.attacks._apgd import dlr_loss, targeted_dlr_loss
+
+FAST = {"n_iter": 20}
+
+
+def test_dlr_losses_match_their_definitions():
+    z = torch.tensor([[3.0, 1.0, 0.5, -1.0], [0.0, 2.0, 1.0, 0.5]])
+    y = torch.tensor([0, 2])
+    # sample 0 is right: -(3 - 1) / (3 - 0.5); sample 1 is wrong: -(1 - 2) / (2 - 0.5)
+    assert torch.allclose(dlr_loss(z, y), torch.tensor([-2 / 2.5, 1 / 1.5]))
+    t = torch.tensor([1, 3])
+    # denominators: z_pi1 - (z_pi3 + z_pi4) / 2 = 3 - (0.5 - 1) / 2 and 2 - (0.5 + 0) / 2
+    assert torch.allclose(targeted_dlr_loss(z, y, t), torch.tensor([-(3 - 1) / 3.25, -(1 - 0.5) / 1.75]))
+    assert torch.allclose(dlr_loss(z * 7 + 3, y), dlr_loss(z, y))        # shift and scale invariant
+
+
+@pytest.mark.parametrize("name", ["apgd_ce", "apgd_dlr", "apgd_t"])
+def test_apgd_is_at_least_as_strong_as_pgd_and_a_robust_model_holds(standard_net, teacher_pool, digits, name):
+    _, X_test, _, y_test = digits
+    X, y = X_test[:200], y_test[:200]
+    params = dict(FAST, n_target_classes=3) if name == "apgd_t" else FAST
+    clean = robust_score(standard_net, X, y, eps=0)
+    apgd = robust_score(standard_net, X, y, name, eps=0.1, random_state=0, **params)
+    pgd = robust_score(standard_net, X, y, "pgd", eps=0.1, random_state=0)
+    assert apgd <= clean and apgd <= pgd + 0.02, (apgd, pgd)
+    robust_teacher = teacher_pool.teachers_[1]               # PGD-trained at eps=0.2
+    assert robust_score(robust_teacher, X, y, name, eps=0.2, random_state=0, **params) > \
+        robust_score(standard_net, X, y, name, eps=0.2, random_state=0, **params) + 0.2
+
+
+def test_the_apgd_cascade_is_never_above_its_members(standard_net, digits):
+    _, X_test, _, y_test = digits
+    X, y = X_test[:150], y_test[:150]
+    kw = dict(eps=0.1, random_state=0, n_iter=10, n_target_classes=3)
+    cascade = robust_mask(standard_net, X, y, "apgd", **kw)
+    ce = robust_mask(standard_net, X, y, "apgd_ce", n_iter=10, eps=0.1, random_state=0)
+    t = robust_mask(standard_net, X, y, "apgd_t", **kw)
+    assert not (cascade & ~ce).any() and not (cascade & ~t).any()
+    assert np.array_equal(cascade, robust_mask(standard_net, X, y, "apgd", batch_size=17, **kw))
+
+
+def test_apgd_t_needs_four_classes():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    with pytest.raises(ValueError, match="needs at least 4 classes; the model has 3"):
+        get_attack("apgd_t", model, eps=0.1).perturb(torch.rand(2, 1, 2, 2), torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize("loss, norm", [("ce", "Linf"), ("dlr", "Linf"), ("ce", "L2")])
+def test_apgd_matches_the_original_autoattack_code(standard_net, digits, loss, norm):
+    autopgd = pytest.importorskip("pyautoattack.autopgd_base")
+    _, X_test, _, y_test = digits
+    x, y = torch.from_numpy(X_test[:300]), torch.from_numpy(y_test[:300])
+    eps = 0.1 if norm == "Linf" else 1.0
+    module = standard_net.module_.eval()
+    ours, ref = [], []
+    for seed in range(2):
+        adv = autopgd.APGDAttack(module, n_iter=30, norm=norm, eps=eps, loss=loss, seed=seed, device="cpu").perturb(x, y)
+        with torch.no_grad():
+            ref.append((module(adv).argmax(1) == y).float().mean().item())
+        name = f"apgd_{loss}" + ("_l2" if norm == "L2" else "")
+        ours.append(robust_score(module, x, y, name, eps=eps, n_iter=30, random_state=seed))
+    assert abs(np.mean(ours) - np.mean(ref)) <= 0.02, (ours, ref)
+
+
+def test_apgd_is_reproducible_and_leaves_the_global_rng_alone(standard_net, digits):
+    _, X_test, _, y_test = digits
+    torch.manual_seed(5)
+    expected = torch.rand(2)
+    torch.manual_seed(5)
+    a = robust_mask(standard_net, X_test[:100], y_test[:100], "apgd_ce", eps=0.1, n_iter=10, random_state=3)
+    assert torch.equal(torch.rand(2), expected)
+    b = robust_mask(standard_net, X_test[:100], y_test[:100], "apgd_ce", eps=0.1, n_iter=10, random_state=3)
+    assert np.array_equal(a, b)
+    assert repr(get_attack("apgd_ce", standard_net.module_, eps=0.1)).startswith("APGD(eps=0.1, norm='linf'")
+    assert isinstance(get_attack("apgd_dlr_l2", standard_net.module_, eps=0.5), APGD)
+
+
+@pytest.mark.parametrize("attack", ["pgd", "apgd_ce", ["fgsm", "pgd"]])
+def test_scoring_without_labels_is_the_stability_of_the_models_own_predictions(standard_net, digits, attack):
+    from robustkd import make_robust_scorer, robustness_report
+
+    _, X, _, y_test = digits
+    assert standard_net.score(X, y_test) < 1           # so stability and accuracy differ
+    kw = dict(eps=0.1, random_state=0, **({"n_iter": 10} if attack == "apgd_ce" else {}))
+    unlabeled = robust_score(standard_net, X, attack=attack, **kw)
+    assert unlabeled == robust_score(standard_net, X, standard_net.predict(X), attack=attack, **kw)
+    # a sample right and robust under its true label is stable under its (equal) predicted label
+    accurate = robust_mask(standard_net, X, y_test, attack=attack, **kw)
+    assert not (accurate & ~robust_mask(standard_net, X, attack=attack, **kw)).any()
+    assert robust_score(standard_net, X, eps=0) == 1.0 > robust_score(standard_net, X, y_test, eps=0)
+    assert make_robust_scorer(attack, **kw)(standard_net, X, None) == unlabeled
+    rows = robustness_report(standard_net, X, attacks=["fgsm"], eps=[0.1], checks=None)
+    assert rows[0] == {"attack": "clean", "eps": 0.0, "accuracy": 1.0, "n_samples": len(X)}
