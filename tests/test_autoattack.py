@@ -98,3 +98,27 @@ def test_scoring_without_labels_is_the_stability_of_the_models_own_predictions(s
     assert make_robust_scorer(attack, **kw)(standard_net, X, None) == unlabeled
     rows = robustness_report(standard_net, X, attacks=["fgsm"], eps=[0.1], checks=None)
     assert rows[0] == {"attack": "clean", "eps": 0.0, "accuracy": 1.0, "n_samples": len(X)}
+
+
+def test_square_matches_the_original_code_and_does_not_depend_on_the_batch(standard_net, digits):
+    _, X_test, _, y_test = digits
+    X, y = X_test[:300], y_test[:300]
+    kw = dict(eps=0.1, n_queries=200, random_state=0)
+    mask = robust_mask(standard_net, X, y, "square", **kw)
+    assert np.array_equal(mask, robust_mask(standard_net, X, y, "square", batch_size=37, **kw))
+    assert mask.mean() <= robust_score(standard_net, X, y, eps=0)
+    square = pytest.importorskip("pyautoattack.square")
+    module = standard_net.module_.eval()
+    x_t, y_t = torch.from_numpy(X), torch.from_numpy(y)
+    ref = []
+    for seed in range(2):
+        adv = square.SquareAttack(module, norm="Linf", n_queries=200, eps=0.1, seed=seed, device="cpu").perturb(x_t, y_t)
+        with torch.no_grad():
+            ref.append((module(adv).argmax(1) == y_t).float().mean().item())
+    ours = [mask.mean(), robust_score(standard_net, X, y, "square", eps=0.1, n_queries=200, random_state=1)]
+    assert abs(np.mean(ours) - np.mean(ref)) <= 0.02, (ours, ref)
+
+
+def test_square_needs_images():
+    with pytest.raises(ValueError, match=r"Square needs images of shape \(n, C, H, W\)"):
+        get_attack("square", torch.nn.Linear(4, 3), eps=0.1).perturb(torch.rand(2, 4), torch.tensor([0, 1]))

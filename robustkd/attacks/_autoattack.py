@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from ._apgd import APGD
+from ._square import Square
 from ._registry import register_attack
 
 __all__ = ["Cascade"]
@@ -87,3 +88,8 @@ register_attack("apgd", _cascade(("apgd_ce", _apgd("ce", "linf")), ("apgd_t", _a
                 norm="linf", eps=0.1, defaults=_APGD_T_DEFAULTS, accepts={"rho"},
                 description="APGD-CE, then APGD-T on the samples it did not break: the cheaper part of "
                             "AutoAttack, for model selection.")
+register_attack("square", lambda model, eps, clip_min, clip_max, params: Square(
+    model, eps, clip_min=clip_min, clip_max=clip_max, **params), norm="linf", eps=0.1,
+    defaults={"n_queries": 5000, "n_restarts": 1}, accepts={"p_init"},
+    description="L-inf Square Attack (Andriushchenko et al., 2020): score-based, no gradients, 5000 queries; "
+                "AutoAttack's check against gradient masking (our implementation).")
