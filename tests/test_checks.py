@@ -24,6 +24,8 @@ class Wrapped(nn.Module):
         if self.kind == "noisy":
             x = F.dropout(x, 0.3, training=True)  # random even in eval mode
         out = self.inner(x)
+        if self.kind == "huge_logits":
+            return out * 1e4                      # saturates the cross-entropy; DLR does not care
         if self.kind == "softmax":
             return F.softmax(out, 1)
         if self.kind == "log_softmax":
@@ -63,6 +65,19 @@ def test_full_checks_catch_gradient_masking(standard_net, data):
     messages = report_warnings(Wrapped(standard_net.module_, "round"), *data, checks="full")
     assert any("the whole input range" in m for m in messages), messages
     assert any("SPSA attack beats PGD" in m for m in messages), messages
+    assert any("Square Attack beats the gradient attacks" in m for m in messages), messages
+
+
+def test_a_saturated_cross_entropy_is_flagged_by_apgd_dlr(standard_net, data):
+    from robustkd.checks import check_dlr
+
+    module = Wrapped(standard_net.module_, "huge_logits")
+    X, y = torch.from_numpy(data[0]), torch.from_numpy(data[1])
+    with pytest.warns(GradientMaskingWarning, match="APGD on the DLR loss reaches"):
+        assert check_dlr(module, X, y, 0.2, n_iter=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not check_dlr(standard_net.module_, X, y, 0.2, n_iter=20)
 
 
 def test_a_weak_attack_is_flagged(standard_net, data):

@@ -90,6 +90,6 @@ register_attack("apgd", _cascade(("apgd_ce", _apgd("ce", "linf")), ("apgd_t", _a
                             "AutoAttack, for model selection.")
 register_attack("square", lambda model, eps, clip_min, clip_max, params: Square(
     model, eps, clip_min=clip_min, clip_max=clip_max, **params), norm="linf", eps=0.1,
-    defaults={"n_queries": 5000, "n_restarts": 1}, accepts={"p_init"},
+    defaults={"n_queries": 5000, "n_restarts": 1}, accepts={"p_init", "rescale_schedule"},
     description="L-inf Square Attack (Andriushchenko et al., 2020): score-based, no gradients, 5000 queries; "
                 "AutoAttack's check against gradient masking (our implementation).")

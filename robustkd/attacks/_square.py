@@ -4,7 +4,7 @@ Our own implementation of the published algorithm with the original code's sched
 stripes of +-eps as the start, then at each query a random square of side ``sqrt(p * n_features /
 channels)`` set to +-2 eps per channel (then projected back to the eps-ball), kept if it lowers the
 margin loss; ``p`` starts at ``p_init`` and halves at queries 10, 50, 200, 500, 1000, 2000, 4000, 6000
-and 8000 (rescaled to ``n_queries`` out of 10,000). It is AutoAttack's check against gradient masking:
+and 8000 (optionally rescaled to ``n_queries`` out of 10,000). It is AutoAttack's check against gradient masking:
 it can only win where gradients mislead.
 """
 import math
@@ -57,6 +57,9 @@ class Square:
         Initial fraction of pixels in a square.
     n_restarts : int, default=1
         Restarts, each on the samples not yet broken.
+    rescale_schedule : bool, default=False
+        Stretch the schedule of ``p`` (written for 10,000 queries) to ``n_queries``. AutoAttack's
+        standard version does not (its Square halves ``p`` at the fixed query numbers).
     clip_min, clip_max : float, default=0.0, 1.0
         Input range.
 
@@ -70,11 +73,13 @@ class Square:
 
     accepts_sample_seeds = True
 
-    def __init__(self, predict, eps, *, n_queries=5000, p_init=0.8, n_restarts=1, clip_min=0.0, clip_max=1.0):
+    def __init__(self, predict, eps, *, n_queries=5000, p_init=0.8, n_restarts=1, rescale_schedule=False,
+                 clip_min=0.0, clip_max=1.0):
         self.predict = predict
         self.eps = float(eps)
         self.n_queries = int(n_queries)
         self.p_init = float(p_init)
+        self.rescale_schedule = bool(rescale_schedule)
         self.n_restarts = int(n_restarts)
         self.clip_min = float(clip_min)
         self.clip_max = float(clip_max)
@@ -84,8 +89,8 @@ class Square:
         return f"Square({params})"
 
     def _p(self, query):
-        """Fraction of pixels per square at ``query`` (the original schedule, rescaled to n_queries)."""
-        it = int(query / self.n_queries * 10000)
+        """Fraction of pixels per square at ``query`` (the original schedule)."""
+        it = int(query / self.n_queries * 10000) if self.rescale_schedule else query
         for bound, divisor in ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64),
                                (6000, 128), (8000, 256)):
             if it <= bound:

@@ -5,24 +5,18 @@ Each check emits a :class:`~robustkd.exceptions.GradientMaskingWarning` (or its 
 returns True when it fired. :func:`robustness_report` runs the cheap ones by default
 (``checks="fast"``) and all of them with ``checks="full"``."""
 import logging
-import warnings
 
 import torch
 import torch.nn.functional as F
 
-from ..attacks import attack_mode, get_attack
-from ..exceptions import GradientMaskingWarning, RobustKDWarning
-from .robust import robust_score
+from ..attacks import attack_mode
+from ._attack_checks import (_pgd_accuracy, _warn, check_attack_strength, check_dlr, check_large_eps, check_spsa,
+                             check_square)
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["check_logits", "check_gradients", "check_deterministic", "check_large_eps", "check_monotone",
-           "check_attack_strength", "check_spsa", "run_checks"]
-
-
-def _warn(message, category=GradientMaskingWarning):
-    warnings.warn(message, category, stacklevel=3)
-    return True
+           "check_attack_strength", "check_spsa", "check_square", "check_dlr", "run_checks"]
 
 
 def check_logits(module, X):
@@ -110,39 +104,6 @@ def check_deterministic(module, X):
     return False
 
 
-def _pgd_accuracy(module, X, y, eps, clip_min, clip_max, **params):
-    return robust_score(module, X, y, "pgd", eps=eps, clip_min=clip_min, clip_max=clip_max, random_state=0, **params)
-
-
-def check_large_eps(module, X, y, *, clip_min=0.0, clip_max=1.0, n_classes=10, nb_iter=20):
-    """Warn when PGD with a budget covering the whole input range does not drive accuracy to ~0.
-
-    Parameters
-    ----------
-    module : torch.nn.Module
-        The model.
-    X, y : torch.Tensor
-        A batch of inputs and labels.
-    clip_min, clip_max : float, default=0.0, 1.0
-        Input range; the budget is ``clip_max - clip_min``.
-    n_classes : int, default=10
-        Number of classes; the threshold is ``min(0.05, 0.5 / n_classes)``.
-    nb_iter : int, default=20
-        PGD steps.
-
-    Returns
-    -------
-    bool
-        True if the warning fired.
-    """
-    acc = _pgd_accuracy(module, X, y, clip_max - clip_min, clip_min, clip_max, nb_iter=nb_iter)
-    if acc > min(0.05, 0.5 / n_classes):
-        return _warn(f"PGD with eps={clip_max - clip_min:g} (the whole input range) leaves accuracy at {acc:.3f} "
-                     "instead of ~0: the attack cannot use the model's gradients (gradient masking) or the "
-                     "model does not depend on its input; check with attack='spsa'")
-    return False
-
-
 def check_monotone(rows, tolerance=0.02):
     """Warn when accuracy under an attack rises with eps (by more than ``tolerance``).
 
@@ -170,81 +131,12 @@ def check_monotone(rows, tolerance=0.02):
     return fired
 
 
-def check_attack_strength(module, X, y, eps, accuracy, *, clip_min=0.0, clip_max=1.0, threshold=0.05, nb_iter=50,
-                          restarts=2):
-    """Warn when a stronger PGD (``nb_iter`` steps, ``restarts`` restarts) lowers accuracy by more than ``threshold``.
-
-    Parameters
-    ----------
-    module : torch.nn.Module
-        The model.
-    X, y : torch.Tensor
-        A batch of inputs and labels.
-    eps : float
-        Budget at which ``accuracy`` was measured.
-    accuracy : float
-        The reported PGD accuracy on ``X``.
-    clip_min, clip_max : float, default=0.0, 1.0
-        Input range.
-    threshold : float, default=0.05
-        Drop in accuracy that counts as "a lot".
-    nb_iter : int, default=50
-        Steps of the stronger PGD.
-    restarts : int, default=2
-        Its random restarts.
-
-    Returns
-    -------
-    bool
-        True if the warning fired.
-    """
-    strong = [get_attack("pgd", module, eps=eps, nb_iter=nb_iter, clip_min=clip_min, clip_max=clip_max)] * restarts
-    acc = robust_score(module, X, y, strong, clip_min=clip_min, clip_max=clip_max, random_state=1)
-    if accuracy - acc > threshold:
-        return _warn(f"PGD with {nb_iter} steps and {restarts} restarts lowers accuracy at eps={eps:g} from {accuracy:.3f} to "
-                     f"{acc:.3f}: the reported attack is too weak; raise nb_iter and add restarts",
-                     RobustKDWarning)
-    return False
-
-
-def check_spsa(module, X, y, eps, pgd_accuracy, *, clip_min=0.0, clip_max=1.0, threshold=0.05, spsa_params=None):
-    """Warn when gradient-free SPSA beats PGD by more than ``threshold`` (a sign of gradient masking).
-
-    Parameters
-    ----------
-    module : torch.nn.Module
-        The model.
-    X, y : torch.Tensor
-        A batch of inputs and labels.
-    eps : float
-        Budget.
-    pgd_accuracy : float
-        PGD accuracy on ``X`` at ``eps``.
-    clip_min, clip_max : float, default=0.0, 1.0
-        Input range.
-    threshold : float, default=0.05
-        Margin by which SPSA must beat PGD.
-    spsa_params : dict, optional
-        SPSA's parameters (``nb_iter``, ``nb_sample``, ...; the registry's defaults otherwise).
-
-    Returns
-    -------
-    bool
-        True if the warning fired.
-    """
-    acc = robust_score(module, X, y, "spsa", eps=eps, clip_min=clip_min, clip_max=clip_max, random_state=0,
-                       **(spsa_params or {}))
-    if pgd_accuracy - acc > threshold:
-        return _warn(f"the gradient-free SPSA attack beats PGD at eps={eps:g} ({acc:.3f} against {pgd_accuracy:.3f}):"
-                     " the model's gradients mislead PGD (gradient masking); report the SPSA number and do not "
-                     "trust gradient attacks on this model")
-    return False
-
-
 def run_checks(module, X, y, rows, *, level="fast", device=None, clip_min=0.0, clip_max=1.0, max_samples=200,
-               pgd_params=None, large_eps_steps=20, strong_steps=50, restarts=2, spsa_params=None):
+               pgd_params=None, large_eps_steps=20, strong_steps=50, restarts=2, spsa_params=None,
+               square_queries=1000):
     """Run the checks of ``level`` ("fast": logits, gradients, determinism, monotonicity; "full": also
-    large-eps PGD, stronger PGD and SPSA) on at most ``max_samples`` samples.
+    large-eps PGD, stronger PGD, SPSA, APGD-DLR against APGD-CE, and Square) on at most ``max_samples``
+    samples.
 
     Parameters
     ----------
@@ -266,6 +158,8 @@ def run_checks(module, X, y, rows, *, level="fast", device=None, clip_min=0.0, c
         The stronger PGD of :func:`check_attack_strength`.
     spsa_params : dict, optional
         Parameters of :func:`check_spsa`'s SPSA.
+    square_queries : int, default=1000
+        Queries of :func:`check_square`'s Square Attack.
 
     Returns
     -------
@@ -294,6 +188,10 @@ def run_checks(module, X, y, rows, *, level="fast", device=None, clip_min=0.0, c
         fired.append("attack_strength")
     if check_spsa(module, Xs, ys, eps_max, pgd, clip_min=clip_min, clip_max=clip_max, spsa_params=spsa_params):
         fired.append("spsa")
+    if check_dlr(module, Xs, ys, eps_max, clip_min=clip_min, clip_max=clip_max, n_iter=strong_steps):
+        fired.append("dlr")
+    if check_square(module, Xs, ys, eps_max, pgd, clip_min=clip_min, clip_max=clip_max, n_queries=square_queries):
+        fired.append("square")
     logger.debug("sanity checks fired: %s", fired)
     return fired
 

@@ -77,15 +77,19 @@ def _salts(attack_grid):
     return salts
 
 
-def _evaluate(module, X, y, attack_grid, *, batch_size, device, sequential, random_state=None):
+def _evaluate(module, X, y, attack_grid, *, batch_size, device, sequential=False, parents=None,
+              random_state=None):
     """Per-sample correctness: a clean mask and one mask per attack in ``attack_grid``.
 
-    With ``sequential``, each attack runs only on samples that survived the previous
-    ones (its mask is then the running worst case); otherwise every attack runs on
-    every clean-correct sample. With ``random_state``, sample i's random start in each
-    attack comes from ``(random_state, i)`` (see :func:`robustkd.attacks.sample_seeds`),
-    whatever the batch and whichever attacks ran before.
+    Attack k runs only on the samples for which the mask of ``parents[k]`` is True (the
+    clean-correct ones when ``parents[k]`` is None), and its mask is False elsewhere.
+    ``sequential`` chains every attack to the previous one (the running worst case); by
+    default every attack runs on every clean-correct sample. With ``random_state``, sample
+    i's random start in each attack comes from ``(random_state, i)`` (see
+    :func:`robustkd.attacks.sample_seeds`), whatever the batch and whichever attacks ran before.
     """
+    if parents is None:
+        parents = [k - 1 if sequential and k else None for k in range(len(attack_grid))]
     clean = torch.zeros(len(X), dtype=torch.bool)
     masks = torch.zeros(len(attack_grid), len(X), dtype=torch.bool)
     salts = _salts(attack_grid)
@@ -96,9 +100,9 @@ def _evaluate(module, X, y, attack_grid, *, batch_size, device, sequential, rand
             with torch.no_grad():
                 ok = module(xb).argmax(1) == yb
             clean[sl] = ok.cpu()
-            survivors = ok
+            batch_masks = []
             for k, attack in enumerate(attack_grid):
-                alive = survivors if sequential else ok
+                alive = ok if parents[k] is None else batch_masks[parents[k]]
                 robust = alive.clone()
                 idx = alive.nonzero().squeeze(1)
                 if len(idx):
@@ -108,8 +112,7 @@ def _evaluate(module, X, y, attack_grid, *, batch_size, device, sequential, rand
                     with torch.no_grad():
                         robust[idx] = module(x_adv).argmax(1) == yb[idx]
                 masks[k, sl] = robust.cpu()
-                if sequential:
-                    survivors = robust
+                batch_masks.append(robust)
     return clean.numpy(), masks.numpy()
 
 
