@@ -42,6 +42,7 @@ def main():
     parser.add_argument("--n-test", type=int, default=None)
     parser.add_argument("--eps", default="0.05,0.1,0.2")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", default=None, help="comma-separated model names (default: all)")
     args = parser.parse_args()
     eps = [float(e) for e in args.eps.split(",")]
     _, X, _, y = load_split(args.dataset, args.data_home, seed=args.seed, n_test=args.n_test)
@@ -51,6 +52,8 @@ def main():
         for net in getattr(model, "teachers_", None) if not hasattr(model, "module_") else [model]:
             name = os.path.basename(path).split("-")[0]
             models[f"teacher_{net.attack}" if name == "teachers" else name] = net
+    if args.only:
+        models = {k: v for k, v in models.items() if k in args.only.split(",")}
     print(f"{len(X)} test images of {args.dataset}; eps {eps}")
     print(f"{'model':18s} {'eps':>5s} {'orig AA':>8s} {'apgd':>7s} {'square':>7s} {'apgd+sq':>8s} {'old wc':>7s}")
     t_ref = t_ours = 0.0
