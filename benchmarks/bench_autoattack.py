@@ -29,7 +29,7 @@ def reference_autoattack(module, X, y, eps, seed):
     attack = AutoAttack(module, norm="Linf", eps=eps, version="standard", seed=seed, device="cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        adv = attack.run_standard_evaluation(torch.from_numpy(X), torch.from_numpy(y), batch_size=500)
+        adv, _ = attack.run_standard_evaluation(torch.from_numpy(X), torch.from_numpy(y), batch_size=500)
     with torch.no_grad():
         return float((module(adv).argmax(1).numpy() == y).mean())
 
