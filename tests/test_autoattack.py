@@ -123,3 +123,38 @@ def test_square_matches_the_original_code_and_does_not_depend_on_the_batch(stand
 def test_square_needs_images():
     with pytest.raises(ValueError, match=r"Square needs images of shape \(n, C, H, W\)"):
         get_attack("square", torch.nn.Linear(4, 3), eps=0.1).perturb(torch.rand(2, 4), torch.tensor([0, 1]))
+
+
+def test_fab_t_matches_the_original_code_exactly(standard_net, digits):
+    fab_pt = pytest.importorskip("pyautoattack.fab_pt")
+    _, X_test, _, y_test = digits
+    x, y = torch.from_numpy(X_test[:150]), torch.from_numpy(y_test[:150])
+    module = standard_net.module_.eval()
+    ref = fab_pt.FABAttack_PT(module, norm="Linf", n_restarts=1, n_iter=20, eps=0.1, seed=0, targeted=True,
+                              n_target_classes=3, device="cpu").perturb(x, y)
+    with torch.no_grad():
+        ref_robust = (module(ref).argmax(1) == y) | ((ref - x).flatten(1).abs().max(1)[0] > 0.1 + 1e-6)
+    ours = robust_mask(module, x, y, "fab_t", eps=0.1, n_iter=20, n_target_classes=3)
+    assert np.array_equal(ours, ref_robust.numpy())
+
+
+def test_autoattack_is_never_above_its_members_and_matches_the_original(standard_net, digits):
+    _, X_test, _, y_test = digits
+    X, y = X_test[:120], y_test[:120]
+    kw = dict(eps=0.1, random_state=0, n_iter=20, n_target_classes=3, n_queries=200)
+    suite = robust_mask(standard_net, X, y, "autoattack", **kw)
+    for member, params in (("apgd_ce", {"n_iter": 20}), ("apgd_t", {"n_iter": 20, "n_target_classes": 3}),
+                           ("fab_t", {"n_iter": 20, "n_target_classes": 3}), ("square", {"n_queries": 200})):
+        alone = robust_mask(standard_net, X, y, member, eps=0.1, random_state=0, **params)
+        assert not (suite & ~alone).any(), member
+    autoattack = pytest.importorskip("pyautoattack")
+    module = standard_net.module_.eval()
+    aa = autoattack.AutoAttack(module, norm="Linf", eps=0.1, version="standard", seed=0, device="cpu")
+    aa.apgd.n_iter = aa.apgd_targeted.n_iter = aa.fab.n_iter = 20
+    aa.apgd_targeted.n_target_classes = aa.fab.n_target_classes = 3
+    aa.square.n_queries = 200
+    aa.logger.disabled = True
+    adv, _ = aa.run_standard_evaluation(torch.from_numpy(X), torch.from_numpy(y), batch_size=500)
+    with torch.no_grad():
+        reference = (module(adv).argmax(1).numpy() == y).mean()
+    assert abs(suite.mean() - reference) <= 0.02, (suite.mean(), reference)

@@ -18,10 +18,11 @@ from . import _advertorch, _autoattack  # noqa: F401  (register the built-in att
 from ._advertorch import EpsBoundedCW, SeededStartL2PGD, SeededStartLinfPGD
 from ._apgd import APGD
 from ._autoattack import Cascade
+from ._fab import FABTargeted
 from ._square import Square
 from ._registry import AttackSpec, available_attacks, check_attack_name, check_eps, get_attack, register_attack
 from ._run import attack_mode, perturb, sample_seeds
 
 __all__ = ["AttackSpec", "register_attack", "available_attacks", "get_attack", "check_eps", "check_attack_name",
            "perturb", "attack_mode", "sample_seeds", "EpsBoundedCW", "SeededStartLinfPGD", "SeededStartL2PGD",
-           "APGD", "Cascade", "Square"]
+           "APGD", "Cascade", "Square", "FABTargeted"]

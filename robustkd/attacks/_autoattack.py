@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from ._apgd import APGD
+from ._fab import FABTargeted
 from ._square import Square
 from ._registry import register_attack
 
@@ -55,13 +56,26 @@ class Cascade:
         return x_adv
 
 
+def _only(params, names):
+    return {k: v for k, v in params.items() if k in names}
+
+
 def _apgd(loss, norm):
     def build(model, eps, clip_min, clip_max, params):
-        if loss != "dlr-targeted":
-            params = {k: v for k, v in params.items() if k != "n_target_classes"}
-        return APGD(model, eps, norm=norm, loss=loss, clip_min=clip_min, clip_max=clip_max, **params)
+        names = {"n_iter", "n_restarts", "rho"} | ({"n_target_classes"} if loss == "dlr-targeted" else set())
+        return APGD(model, eps, norm=norm, loss=loss, clip_min=clip_min, clip_max=clip_max, **_only(params, names))
 
     return build
+
+
+def _fab_t(model, eps, clip_min, clip_max, params):
+    names = {"n_iter", "n_target_classes", "alpha_max", "eta", "beta"}
+    return FABTargeted(model, eps, clip_min=clip_min, clip_max=clip_max, **_only(params, names))
+
+
+def _square(model, eps, clip_min, clip_max, params):
+    names = {"n_queries", "p_init", "rescale_schedule", "n_restarts"}
+    return Square(model, eps, clip_min=clip_min, clip_max=clip_max, **_only(params, names))
 
 
 def _cascade(*members):
@@ -88,8 +102,18 @@ register_attack("apgd", _cascade(("apgd_ce", _apgd("ce", "linf")), ("apgd_t", _a
                 norm="linf", eps=0.1, defaults=_APGD_T_DEFAULTS, accepts={"rho"},
                 description="APGD-CE, then APGD-T on the samples it did not break: the cheaper part of "
                             "AutoAttack, for model selection.")
-register_attack("square", lambda model, eps, clip_min, clip_max, params: Square(
-    model, eps, clip_min=clip_min, clip_max=clip_max, **params), norm="linf", eps=0.1,
-    defaults={"n_queries": 5000, "n_restarts": 1}, accepts={"p_init", "rescale_schedule"},
-    description="L-inf Square Attack (Andriushchenko et al., 2020): score-based, no gradients, 5000 queries; "
-                "AutoAttack's check against gradient masking (our implementation).")
+register_attack("square", _square, norm="linf", eps=0.1, defaults={"n_queries": 5000, "n_restarts": 1},
+                accepts={"p_init", "rescale_schedule"},
+                description="L-inf Square Attack (Andriushchenko et al., 2020): score-based, no gradients, 5000 "
+                            "queries; AutoAttack's check against gradient masking (our implementation).")
+register_attack("fab_t", _fab_t, norm="linf", eps=0.1, defaults={"n_iter": 100, "n_target_classes": 9},
+                accepts={"alpha_max", "eta", "beta"},
+                description="L-inf targeted FAB (Croce and Hein, 2020), minimum-norm, counted within eps; one run "
+                            "per target class, deterministic (our implementation).")
+register_attack("autoattack", _cascade(("apgd_ce", _apgd("ce", "linf")), ("apgd_t", _apgd("dlr-targeted", "linf")),
+                                       ("fab_t", _fab_t), ("square", _square)),
+                norm="linf", eps=0.1, defaults={"n_iter": 100, "n_target_classes": 9, "n_queries": 5000},
+                accepts={"rho", "alpha_max", "eta", "beta", "p_init"},
+                description="AutoAttack, standard version (Croce and Hein, 2020): APGD-CE, APGD-T, FAB-T and "
+                            "Square (5000 queries), each on the samples the earlier ones did not break, from the "
+                            "clean input (our implementation of each).")
