@@ -1,4 +1,5 @@
-"""Names of the built-in attacks and weighting schemes, without importing torch.
+"""Names of the built-in attacks and weighting schemes, and the check of a new registry name, without
+importing torch.
 
 The command line reads them for its help and its argument checks, which must be instant;
 ``tests/test_cli.py`` checks they match the registries in :mod:`robustkd.attacks` and
@@ -8,3 +9,11 @@ The command line reads them for its help and its argument checks, which must be 
 ATTACKS = ("fgsm", "pgd", "pgd_l2", "bim", "mim", "cw", "cw_linf", "spsa", "apgd_ce", "apgd_dlr", "apgd_t",
            "apgd_ce_l2", "apgd_dlr_l2", "apgd_t_l2", "apgd", "square", "fab_t", "autoattack")
 SCHEMES = ("uniform", "accuracy", "confidence", "loss", "entropy", "camkd")
+
+
+def check_new_name(registry, kind, name, overwrite):
+    """Raise a ValueError unless ``name`` is a non-empty string free in ``registry`` (or ``overwrite``)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string; got name={name!r}")
+    if name in registry and not overwrite:
+        raise ValueError(f"{kind} named {name!r} is already registered; pass overwrite=True to replace it")

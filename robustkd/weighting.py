@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator
 
-from ._names import SCHEMES  # the built-in names, shared with the command line
+from ._names import SCHEMES, check_new_name  # the built-in names, shared with the command line
 
 __all__ = ["SCHEMES", "SchemeSpec", "register_scheme", "available_schemes", "teacher_weights", "AdaptiveWeighter"]
 
@@ -93,12 +93,9 @@ def register_scheme(name, fn, *, needs_labels, description="", overwrite=False):
     >>> teacher_weights(torch.randn(2, 3, 4), scheme="first").tolist()
     [[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"name must be a non-empty string; got name={name!r}")
+    check_new_name(_SCHEMES, "a scheme", name, overwrite)
     if not callable(fn):
         raise TypeError(f"fn must be callable fn(teacher_logits, y, tau); got {type(fn).__name__}")
-    if name in _SCHEMES and not overwrite:
-        raise ValueError(f"a scheme named {name!r} is already registered; pass overwrite=True to replace it")
     _SCHEMES[name] = SchemeSpec(name, fn, bool(needs_labels), description)
     return _SCHEMES[name]
 

@@ -3,6 +3,7 @@ import dataclasses
 import numbers
 import warnings
 
+from .._names import check_new_name
 from ..exceptions import RobustKDWarning
 
 __all__ = ["AttackSpec", "register_attack", "available_attacks", "get_attack", "check_eps", "check_attack_name"]
@@ -89,14 +90,11 @@ def register_attack(name, build, *, norm, eps=0.1, defaults=None, accepts=(), de
     >>> get_attack("sign_noise", torch.nn.Identity(), eps=0.1).eps
     0.1
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"name must be a non-empty string; got name={name!r}")
+    check_new_name(_ATTACKS, "an attack", name, overwrite)
     if not callable(build):
         raise TypeError(f"build must be callable build(model, eps, clip_min, clip_max, params); got {build!r}")
     if norm not in ("linf", "l2"):
         raise ValueError(f'norm must be "linf" or "l2"; got norm={norm!r}')
-    if name in _ATTACKS and not overwrite:
-        raise ValueError(f"an attack named {name!r} is already registered; pass overwrite=True to replace it")
     _ATTACKS[name] = AttackSpec(name, build, norm, check_eps(eps), dict(defaults or {}), frozenset(accepts),
                                 description)
     return _ATTACKS[name]

@@ -3,6 +3,7 @@ import dataclasses
 
 import numpy as np
 
+from .._names import check_new_name
 from ._loaders import load_digits_images, load_fashion_mnist, load_mnist
 
 __all__ = ["DATASETS", "DatasetSpec", "register_dataset", "dataset_names", "dataset_to_arrays", "load_split"]
@@ -85,14 +86,11 @@ def register_dataset(name, load, *, n_classes, description="", overwrite=False):
     >>> [a.shape[0] for a in load_split("blobs")]
     [30, 10, 30, 10]
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"name must be a non-empty string; got name={name!r}")
+    check_new_name(DATASETS, "a dataset", name, overwrite)
     if not callable(load):
         raise TypeError(f"load must be callable load(data_home, download, seed); got {load!r}")
     if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
         raise ValueError(f"n_classes must be an int >= 2; got n_classes={n_classes!r}")
-    if name in DATASETS and not overwrite:
-        raise ValueError(f"a dataset named {name!r} is already registered; pass overwrite=True to replace it")
     DATASETS[name] = DatasetSpec(name, load, n_classes, description)
     return DATASETS[name]
 

@@ -1,13 +1,4 @@
-"""The MTKD-AR experiment end to end: baselines, teachers, students, evaluation, files.
-
-:func:`reproduce` trains, on one split, a standard model, one adversarially trained
-teacher per attack, a single-teacher student per teacher, a uniform-weight
-multi-teacher student (ensemble baseline), the adaptive MTKD-AR student and
-(optionally) the adversarial-student variant; it scores each on clean data and under
-each evaluation attack at each eps, and writes ``results.json``, ``results.csv`` and
-PNG plots. Fitted models are saved under ``out/models`` with a key derived from every
-setting that affects them, so a second run with the same settings reuses them.
-"""
+"""The runner of :func:`reproduce`: fit or load each model, evaluate it, write the result files."""
 import csv
 import dataclasses
 import hashlib
