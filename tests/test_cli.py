@@ -67,6 +67,11 @@ def test_reproduce_writes_every_cell_and_reuses_saved_models(tmp_path, capsys):
     second = json.loads((out / "results.json").read_text())
     assert all(second["reused"].values())
     assert second["results"] == first["results"]
+    prov = first["provenance"]
+    assert prov["versions"]["torch"] and set(prov["versions"]) >= {"robustkd", "advertorch", "skorch"}
+    assert prov["attacks"]["pgd"]["implementation"] == "robustkd.attacks._advertorch.SeededStartLinfPGD"
+    assert "eps=0.1, nb_iter=10" in prov["attacks"]["pgd"]["parameters_at_first_eps"]
+    assert set(prov["attacks"]) == {"fgsm", "pgd"}
     fit_times = {m: t for m, t in first["timings"].items() if not m.startswith("eval_")}
     assert set(fit_times) == set(METHODS) and all(t > 0 for t in fit_times.values())
     assert {m: second["timings"][m] for m in fit_times} == fit_times, "a re-run keeps the recorded fit times"

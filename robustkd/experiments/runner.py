@@ -80,8 +80,9 @@ def reproduce(cfg, progress=None):
     Returns
     -------
     dict
-        ``{"config", "split", "methods", "results", "teacher_weights", "timings"}``, as written
-        to ``results.json``; ``results`` holds one record per method, attack and eps.
+        ``{"config", "split", "methods", "results", "teacher_weights", "timings", "provenance"}``, as
+        written to ``results.json``; ``results`` holds one record per method, attack and eps;
+        ``provenance`` the package versions and each evaluation attack's implementation and parameters.
     """
     import numpy as np
 
@@ -171,9 +172,31 @@ def reproduce(cfg, progress=None):
         "teacher_weights": weights,
         "teacher_names": [t.attack for t in pool.teachers_],
         "timings": timings,
+        "provenance": provenance(list(cfg.eval_attacks), models["standard"].module_, cfg.eps[0]),
     }
     _write(cfg.out, summary)
     return summary
+
+
+def provenance(attacks, module, eps):
+    """What produced the numbers: package versions, and each attack's implementation and its parameters at
+    the grid's first eps (step sizes scale with eps)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from ..attacks import get_attack
+
+    versions = {}
+    for package in ("robustkd", "torch", "skorch", "advertorch", "scikit-learn", "numpy"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    described = {}
+    for name in attacks:
+        attack = get_attack(name, module, eps=eps)
+        described[name] = {"implementation": f"{type(attack).__module__}.{type(attack).__qualname__}",
+                           "parameters_at_first_eps": repr(attack)}
+    return {"versions": versions, "attacks": described}
 
 
 def _write(out, summary):
