@@ -27,8 +27,10 @@ class _Draws:
     """Random draws per sample: from its seed and a counter (no state, any batch), or from torch's RNG."""
 
     def __init__(self, seeds, device):
-        self.seeds = None if seeds is None else (
-            torch.as_tensor(seeds, dtype=torch.int64) ^ (torch.as_tensor(seeds, dtype=torch.int64) >> 32)) & _M32
+        if seeds is not None:
+            seeds = torch.as_tensor(seeds, dtype=torch.int64)
+            seeds = (seeds ^ (seeds >> 32)) & _M32
+        self.seeds = seeds
         self.device = device
 
     def ints(self, rows, counter, high, width=1):

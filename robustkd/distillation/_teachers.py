@@ -5,16 +5,17 @@ import torch
 from skorch import NeuralNet
 from torch import nn
 
+from ..training import TeacherPool
+
 __all__ = ["FrozenTeachers", "teacher_list", "fresh_student", "TeacherOutputs"]
 
 
 def teacher_list(teachers):
     """The list of teacher estimators/modules behind ``teachers`` (a list, or a fitted TeacherPool)."""
-    pool_teachers = getattr(teachers, "teachers_", None) if hasattr(teachers, "attacks") else None
-    if hasattr(teachers, "attacks") and not isinstance(teachers, NeuralNet):  # a TeacherPool
-        if pool_teachers is None:
+    if isinstance(teachers, TeacherPool):
+        if not hasattr(teachers, "teachers_"):
             raise ValueError("teachers is an unfitted TeacherPool; fit it first")
-        teachers = pool_teachers
+        teachers = teachers.teachers_
     if isinstance(teachers, (nn.Module, NeuralNet)) or not isinstance(teachers, (list, tuple)) or not teachers:
         raise ValueError("teachers must be a non-empty list of fitted skorch nets or torch modules, or a "
                          f"fitted TeacherPool; got {type(teachers).__name__}")
