@@ -21,8 +21,8 @@ from ._autoattack import Cascade
 from ._fab import FABTargeted
 from ._square import Square
 from ._registry import AttackSpec, available_attacks, check_attack_name, check_eps, get_attack, register_attack
-from ._run import attack_mode, perturb, sample_seeds
+from ._run import attack_mode, perturb, sample_seeds, share_memos
 
 __all__ = ["AttackSpec", "register_attack", "available_attacks", "get_attack", "check_eps", "check_attack_name",
-           "perturb", "attack_mode", "sample_seeds", "EpsBoundedCW", "SeededStartLinfPGD", "SeededStartL2PGD",
+           "perturb", "attack_mode", "sample_seeds", "share_memos", "EpsBoundedCW", "SeededStartLinfPGD", "SeededStartL2PGD",
            "APGD", "Cascade", "Square", "FABTargeted"]

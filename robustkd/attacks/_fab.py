@@ -7,6 +7,11 @@ are projected onto that hyperplane within the input box, and the step is a conve
 two projections (weight at most ``alpha_max``), extrapolated by ``eta``; once a point is adversarial
 it is pulled back towards the clean input by ``beta``. A sample counts as broken only if its smallest
 adversarial perturbation is within ``eps``.
+
+FAB is a minimum-norm attack: its runs do not depend on ``eps`` (only the final test does), and each
+sample's run depends on that sample alone. So an eps grid needs one run per sample and target class,
+not one per eps: attacks that differ only in ``eps`` can share a ``memo`` (see
+:func:`robustkd.attacks.share_memos`), and the result is the same as running them apart.
 """
 import math
 
@@ -80,10 +85,32 @@ class FABTargeted:
         self.n_target_classes = int(n_target_classes)
         self.alpha_max, self.eta, self.beta = float(alpha_max), float(eta), float(beta)
         self.clip_min, self.clip_max = float(clip_min), float(clip_max)
+        self.memo = None
 
     def __repr__(self):
-        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "predict")
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k not in ("predict", "memo"))
         return f"FABTargeted({params})"
+
+    def memo_key(self):
+        """What a shared memo must agree on: everything but ``eps``."""
+        return (id(self.predict), self.n_iter, self.n_target_classes, self.alpha_max, self.eta, self.beta,
+                self.clip_min, self.clip_max)
+
+    def _runs(self, u0, y, y_target):
+        """``_run`` through the memo (keyed by each sample's bytes, label and target), when there is one."""
+        if self.memo is None:
+            return self._run(u0, y, y_target)
+        rows = u0.detach().cpu().reshape(len(u0), -1).numpy()
+        keys = [(row.tobytes(), int(a), int(b)) for row, a, b in zip(rows, y.tolist(), y_target.tolist())]
+        todo = [i for i, key in enumerate(keys) if key not in self.memo]
+        if todo:
+            sel = torch.tensor(todo, device=u0.device)
+            best, dist = self._run(u0[sel], y[sel], y_target[sel])
+            for i, b, d in zip(todo, best, dist.tolist()):
+                self.memo[keys[i]] = (b, d)
+        best = torch.stack([self.memo[key][0] for key in keys]) if keys else u0.clone()
+        dist = torch.tensor([self.memo[key][1] for key in keys], device=u0.device)
+        return best, dist
 
     def _logits(self, u):
         return self.predict(self.clip_min + u * (self.clip_max - self.clip_min))
@@ -135,7 +162,7 @@ class FABTargeted:
             if not len(idx):
                 break
             y_target = clean_logits[idx].sort(dim=1)[1][:, -t_rank]
-            best, dist = self._run(u0[idx], y[idx], y_target)
+            best, dist = self._runs(u0[idx], y[idx], y_target)
             found = dist <= self.eps / width
             x_adv[idx[found]] = self.clip_min + best[found] * width
             alive[idx[found]] = False

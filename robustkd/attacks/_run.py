@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["attack_mode", "perturb", "sample_seeds"]
+__all__ = ["attack_mode", "perturb", "sample_seeds", "share_memos"]
 
 
 def sample_seeds(random_state, indices, salt=0):
@@ -99,3 +99,29 @@ def perturb(attack, x, y, sample_seeds=None):
     with attack_mode(getattr(attack, "predict", None)), torch.enable_grad():
         x_adv = attack.perturb(x.detach().clone(), y.detach().clone(), **kwargs)
     return x_adv.detach()
+
+
+def share_memos(attacks):
+    """Let attacks that differ only in ``eps`` share the work that does not depend on it.
+
+    Minimum-norm attacks (FAB-T) find each sample's smallest perturbation whatever the budget,
+    and only then test it against ``eps``; such attacks have a ``memo`` attribute and a
+    ``memo_key()``. This gives every such attack (also inside a cascade) with the same key one
+    memo, so a report over an eps grid runs them once per sample instead of once per eps, with
+    the same result.
+
+    Parameters
+    ----------
+    attacks : list of attack objects
+        Built attacks, for instance one per eps of a report.
+    """
+    memos = {}
+
+    def visit(attack):
+        for _, member in getattr(attack, "attacks", None) or []:
+            visit(member)
+        if hasattr(attack, "memo") and hasattr(attack, "memo_key"):
+            attack.memo = memos.setdefault((type(attack), attack.memo_key()), {})
+
+    for attack in attacks:
+        visit(attack)

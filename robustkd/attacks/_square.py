@@ -33,12 +33,20 @@ class _Draws:
         self.seeds = seeds
         self.device = device
 
+    def raw(self, n, counters, width):
+        """``(n, len(counters), width)`` 32-bit integers: for sample i, counter c and column k, a hash of
+        (seed i, c, k); one vectorised call for a block of queries."""
+        counters = torch.as_tensor(counters, dtype=torch.int64)
+        if self.seeds is None:
+            return torch.randint(0, 2 ** 31, (n, len(counters), width))
+        base = self.seeds[:, None] ^ _hash32((counters * 7919 + 1) & _M32)[None, :]
+        return _hash32(_hash32(base)[..., None] ^ torch.arange(width))
+
     def ints(self, rows, counter, high, width=1):
         """``(len(rows), width)`` integers in ``[0, high)`` for the samples ``rows``."""
         if self.seeds is None:
             return torch.randint(0, high, (len(rows), width), device=self.device)
-        base = self.seeds[rows.cpu()][:, None] ^ _hash32(torch.tensor(counter * 7919 + 1) & _M32)
-        return (_hash32(_hash32(base) ^ torch.arange(width)) % high).to(self.device)
+        return (self.raw(len(self.seeds), [counter], width)[rows.cpu(), 0] % high).to(self.device)
 
     def signs(self, rows, counter, width):
         return (self.ints(rows, counter, 2, width) * 2 - 1).float()
@@ -106,22 +114,26 @@ class Square:
         other = logits.scatter(1, y[:, None], float("-inf")).max(1)[0]
         return true - other
 
-    def _run(self, x, y, draws):
+    def _run(self, x, y, draws, block=100):
         n, c, h, w = x.shape
         every = torch.arange(n)
         x_best = (x + self.eps * draws.signs(every, 0, c * w).view(n, c, 1, w)).clamp(self.clip_min, self.clip_max)
         margin = self._margin(x_best, y)
         rows, cols = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
         for query in range(self.n_queries):
+            if query % block == 0:        # the draws of the next ``block`` queries, for every sample at once
+                queries = torch.arange(query, min(query + block, self.n_queries))
+                corners = draws.raw(n, 2 * queries + 1, 2).to(x.device)
+                sign_bits = draws.raw(n, 2 * queries + 2, c).to(x.device)
             idx = (margin > 0).nonzero().squeeze(1)
             if not len(idx):
                 break
             s = min(max(int(round(math.sqrt(self._p(query) * c * h * w / c))), 1), min(h, w))
-            corner = draws.ints(idx, 2 * query + 1, max(h - s, 1), 2)
+            corner = corners[idx, query % block] % max(h - s, 1)
             vh, vw = corner[:, :1, None], corner[:, 1:, None]
             square = ((rows[None, :, None] >= vh) & (rows[None, :, None] < vh + s)
                       & (cols[None, None, :] >= vw) & (cols[None, None, :] < vw + s)).unsqueeze(1)
-            signs = draws.signs(idx, 2 * query + 2, c).view(-1, c, 1, 1)
+            signs = ((sign_bits[idx, query % block] % 2) * 2 - 1).float().view(-1, c, 1, 1)
             x_new = x_best[idx] + square * (2 * self.eps * signs)
             x_new = torch.min(torch.max(x_new, x[idx] - self.eps), x[idx] + self.eps).clamp(self.clip_min,
                                                                                             self.clip_max)

@@ -2,8 +2,9 @@
 import numpy as np
 
 from .._validation import check_positive_int
+from .._layout import channels_last
 from .._rng import seeded
-from ..attacks import check_eps, get_attack
+from ..attacks import check_eps, get_attack, share_memos
 from .checks import run_checks
 from .robust import _attack_names, _evaluate, _on_device, _prepare
 
@@ -74,6 +75,7 @@ def robustness_report(model, X, y=None, *, attacks=("fgsm", "pgd"), eps=(0.05, 0
     parents = [keys.index((a, ascending[ascending.index(e) - 1])) if e != ascending[0] else None for a, e in keys]
     grid = [get_attack(a, module, eps=e, clip_min=clip_min, clip_max=clip_max, **attack_params.get(a, {}))
             for a, e in keys]
+    share_memos(grid)  # FAB-T's minimum-norm runs do not depend on eps: once per sample for the whole grid
     with seeded(random_state, device.type == "cuda"):
         clean, masks = _evaluate(module, X, y, grid, batch_size=batch_size, device=device, parents=parents,
                                  random_state=random_state)
@@ -87,7 +89,8 @@ def robustness_report(model, X, y=None, *, attacks=("fgsm", "pgd"), eps=(0.05, 0
             worst &= mask_of[(a, e)]
         rows.append({"attack": "worst_case", "eps": e, "accuracy": float(worst.mean()), "n_samples": n})
     if checks:
-        with seeded(random_state, device.type == "cuda"), _on_device(module, device):
+        with seeded(random_state, device.type == "cuda"), _on_device(module, device), \
+                channels_last(module, X[:8].to(device)):
             run_checks(module, X, y, rows, level=checks, device=device, clip_min=clip_min, clip_max=clip_max,
                        pgd_params=attack_params.get("pgd"), **(check_params or {}))
     if as_frame:

@@ -14,6 +14,7 @@ from sklearn.pipeline import Pipeline
 
 from .._validation import (check_device, check_images, check_positive_int, encode_labels, model_classes, module_device,
                        resolve_model)
+from .._layout import channels_last
 from .._rng import seeded
 from ..attacks import attack_mode, check_eps, get_attack, perturb, sample_seeds
 
@@ -93,7 +94,7 @@ def _evaluate(module, X, y, attack_grid, *, batch_size, device, sequential=False
     clean = torch.zeros(len(X), dtype=torch.bool)
     masks = torch.zeros(len(attack_grid), len(X), dtype=torch.bool)
     salts = _salts(attack_grid)
-    with attack_mode(module), _on_device(module, device):
+    with attack_mode(module), _on_device(module, device), channels_last(module, X[:8].to(device)):
         for start in range(0, len(X), batch_size):
             sl = slice(start, start + batch_size)
             xb, yb = X[sl].to(device), y[sl].to(device)

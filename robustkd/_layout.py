@@ -1,0 +1,63 @@
+"""Memory layout of a model's weights while robustkd runs it: channels-last on the CPU.
+
+PyTorch's CPU kernels for 2-D max pooling and convolution are much faster on channels-last
+tensors than on the default NCHW layout (measured here on the SmallCNN: max pooling 17x, a whole
+forward pass 2-4x, forward and backward 1.4-1.8x). A convolution whose weight is channels-last
+produces channels-last activations, so converting the 4-D weights is enough (with explicit
+channels-last strides: a weight with one input channel is "contiguous" both ways, and PyTorch then
+follows the NCHW input); the inputs and the attacks stay as they are. The outputs are the same up to float rounding (about 1e-7 on logits).
+"""
+import contextlib
+
+import torch
+from torch import nn
+
+__all__ = ["channels_last"]
+
+
+def _convertible(module, probe):
+    return (isinstance(module, nn.Module) and torch.is_tensor(probe) and probe.device.type == "cpu"
+            and any(p.dim() == 4 for p in module.parameters()))
+
+
+@contextlib.contextmanager
+def channels_last(module, probe):
+    """Context in which ``module``'s 4-D parameters are channels-last, when that is safe and on the CPU.
+
+    The conversion is kept only if the module, run on ``probe`` (a few inputs), gives the same
+    logits as before (within 1e-4) without error: a module that ``view``s its activations, for
+    instance, is left as it is. On exit every parameter gets back its original tensor, bit for bit.
+
+    Parameters
+    ----------
+    module : torch.nn.Module or any object
+        The model; anything else, or inputs that are not CPU tensors, is left alone.
+    probe : torch.Tensor
+        A few inputs of the shape the module will see, on its device.
+
+    Yields
+    ------
+    module
+        The same object.
+    """
+    if not _convertible(module, probe):
+        yield module
+        return
+    params = [p for p in module.parameters() if p.dim() == 4]
+    originals = [p.data for p in params]
+    with torch.no_grad():
+        before = module(probe)
+        for p in params:
+            p.data = torch.empty_like(p.data, memory_format=torch.channels_last).copy_(p.data)
+        try:
+            same = torch.allclose(module(probe), before, rtol=1e-4, atol=1e-4)
+        except RuntimeError:
+            same = False
+    if not same:
+        for p, data in zip(params, originals):
+            p.data = data
+    try:
+        yield module
+    finally:
+        for p, data in zip(params, originals):
+            p.data = data
