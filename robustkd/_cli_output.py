@@ -19,7 +19,8 @@ def attack_lines(attacks, n_test):
         spec = registry.get(a)
         if spec is None:
             continue
-        steps = spec["params"].get("nb_iter", spec["params"].get("max_iterations", 1))
+        params = spec["params"]
+        steps = params.get("nb_iter", params.get("max_iterations", params.get("n_iter", 1)))
         lines.append(f"  {a}: {spec['norm']} budget, {steps} step(s). {spec['description']}")
     return [f"Accuracy on {n_test} test images: clean, and under each attack at each eps "
             "(worst_case: a sample counts only if it survives every attack)."] + lines
@@ -50,8 +51,10 @@ def format_results(summary):
     width = max(len(m) for m in methods + ["method"])
     lines = attack_lines(attacks, summary["split"]["n_test"])
     lines.append("Methods: " + METHOD_LEGEND.format(scheme=summary["config"]["scheme"]))
+    n_of = {r["attack"]: r["n_samples"] for r in rows}
     for attack in attacks:
-        lines.append(f"\n{attack}")
+        subset = n_of[attack] != summary["split"]["n_test"]
+        lines.append(f"\n{attack}" + (f" (on the first {n_of[attack]} test images)" if subset else ""))
         lines.append(f"{'method':<{width}}  {'clean':>7}  " + "  ".join(f"{'eps=' + format(e, 'g'):>8}" for e in eps))
         for m in methods:
             lines.append(f"{m:<{width}}  {cell[(m, 'clean', 0.0)]:>7.4f}  "

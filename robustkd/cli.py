@@ -79,12 +79,13 @@ def cmd_evaluate(args):
     net.fit(X_train, y_train)
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
-    rows = robustness_report(net, X_test, y_test, attacks=args.attacks, eps=args.eps, random_state=args.seed,
+    attacks = list(dict.fromkeys(args.attacks + (["autoattack"] if args.autoattack else [])))
+    rows = robustness_report(net, X_test, y_test, attacks=attacks, eps=args.eps, random_state=args.seed,
                              device=args.device)
     eval_s = time.perf_counter() - start
     title = "\n".join([f"Standard SmallCNN on {args.dataset}: {len(X_train)} training / {len(X_test)} test images, "
                        f"{args.epochs} epochs (fit {fit_s:.1f}s, attacks {eval_s:.1f}s)"]
-                      + attack_lines(args.attacks, len(X_test)))
+                      + attack_lines(attacks, len(X_test)))
     print(format_report(rows, title))
     if args.csv:
         import csv
@@ -175,7 +176,9 @@ def build_parser():
                         formatter_class=fmt)
     for name in SHARED:
         _add_config_option(ev, name)
-    _add_config_option(ev, "attacks", default=("fgsm", "pgd", "bim", "mim"), help="attacks of the evaluation")
+    _add_config_option(ev, "attacks", default=("fgsm", "pgd", "bim", "mim"),
+                       help="attacks of the evaluation besides AutoAttack")
+    _add_config_option(ev, "autoattack")
     _add_config_option(ev, "eps")
     ev.add_argument("--csv", default=None, help="also write the report to this CSV file")
     ev.add_argument("--quiet", action="store_true", help="no training log")

@@ -13,11 +13,15 @@ def test_evaluate_prints_a_full_table_and_writes_csv(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("Standard SmallCNN on digits") and "Accuracy on 60 test images" in lines[1]
     assert lines[2].startswith("  fgsm: linf budget, 1 step(s)") and lines[3].startswith("  pgd: linf budget, 10 step(s)")
+    assert lines[4].startswith("  autoattack: linf budget, 100 step(s). AutoAttack, standard version")
     header = next(i for i, line in enumerate(lines) if line.startswith("attack "))
     assert lines[header].split() == ["attack", "eps=0.1", "eps=0.3"]
-    assert [line.split()[0] for line in lines[header + 1:]] == ["clean", "fgsm", "pgd", "worst_case"]
+    # AutoAttack is part of the evaluation unless --no-autoattack
+    assert [line.split()[0] for line in lines[header + 1:]] == ["clean", "fgsm", "pgd", "autoattack", "worst_case"]
     rows = list(csv.DictReader(out.open()))
-    assert len(rows) == 1 + 2 * 3 and {r["n_samples"] for r in rows} == {"60"}
+    assert len(rows) == 1 + 2 * 4 and {r["n_samples"] for r in rows} == {"60"}
+    worst = {r["eps"]: float(r["accuracy"]) for r in rows if r["attack"] == "worst_case"}
+    assert all(worst[r["eps"]] <= float(r["accuracy"]) for r in rows if r["attack"] != "clean")
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -40,7 +44,7 @@ def test_missing_data_is_one_line_not_a_traceback(tmp_path, capsys):
 
 
 TINY = ["reproduce", "--n-train", "240", "--n-test", "60", "--epochs", "1", "--attacks", "fgsm,pgd",
-        "--eval-attacks", "fgsm,pgd", "--eps", "0.1,0.2", "--quiet"]
+        "--eval-attacks", "fgsm,pgd", "--no-autoattack", "--eps", "0.1,0.2", "--quiet"]
 METHODS = ["standard", "teacher_fgsm", "teacher_pgd", "kd_fgsm", "kd_pgd", "mtkd_uniform", "mtkd_adaptive",
            "mtkd_adversarial"]
 
@@ -160,7 +164,7 @@ def test_cli_names_match_the_registries():
 
 def test_evaluate_takes_the_number_of_classes_from_the_dataset_not_the_subsample(capsys):
     assert main(["evaluate", "--n-train", "5", "--n-test", "20", "--epochs", "1", "--attacks", "fgsm", "--eps",
-                 "0.1", "--quiet"]) == 0
+                 "0.1", "--no-autoattack", "--quiet"]) == 0
 
 
 def test_reproduce_prints_titles_and_a_legend(tmp_path, capsys):
@@ -182,7 +186,7 @@ def test_ctrl_c_stops_reproduce_and_a_rerun_matches_an_uninterrupted_run(tmp_pat
     import joblib
 
     argv = ["reproduce", "--epochs", "2", "--n-train", "200", "--n-test", "60", "--attacks", "fgsm,pgd",
-            "--eval-attacks", "fgsm,pgd", "--eps", "0.1", "--no-adversarial-student"]
+            "--eval-attacks", "fgsm,pgd", "--no-autoattack", "--eps", "0.1", "--no-adversarial-student"]
     out = tmp_path / "interrupted"
     proc = subprocess.Popen([sys.executable, "-m", "robustkd", *argv, "--out", str(out)], stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, text=True)
@@ -204,3 +208,41 @@ def test_ctrl_c_stops_reproduce_and_a_rerun_matches_an_uninterrupted_run(tmp_pat
     assert main(argv + ["--quiet", "--out", str(out)]) == 0
     assert main(argv + ["--quiet", "--out", str(tmp_path / "fresh")]) == 0
     assert (out / "results.csv").read_text() == (tmp_path / "fresh" / "results.csv").read_text()
+
+
+def test_autoattack_on_a_test_subset_keeps_every_other_attack_on_all_images(standard_net, digits):
+    from robustkd import robustness_report
+    from robustkd.experiments import ExperimentConfig
+    from robustkd.experiments.runner import _report, eval_attacks, provenance
+
+    _, X_test, _, y_test = digits
+    X, y = X_test[:60], y_test[:60]
+    fast = {"n_iter": 5, "n_target_classes": 2, "n_queries": 50}
+
+    def report(model, X, y, attacks, **kwargs):  # AutoAttack with a small budget, to keep the test fast
+        params = {"autoattack": fast} if "autoattack" in attacks else None
+        return robustness_report(model, X, y, attacks=attacks, attack_params=params, **kwargs)
+
+    cfg = ExperimentConfig(eval_attacks=("fgsm", "pgd"), eps=(0.1, 0.2), autoattack_n_test=20)
+    assert eval_attacks(cfg) == ["fgsm", "pgd", "autoattack"]
+    rows = _report(report, standard_net, X, y, cfg)
+    assert [(r["attack"], r["eps"]) for r in rows] == [("clean", 0.0)] + [
+        (a, e) for e in (0.1, 0.2) for a in ("fgsm", "pgd", "autoattack", "worst_case")]
+    n = {r["attack"]: r["n_samples"] for r in rows}
+    assert n == {"clean": 60, "fgsm": 60, "pgd": 60, "autoattack": 20, "worst_case": 20}
+    full = report(standard_net, X, y, ["fgsm", "pgd"], eps=[0.1, 0.2], random_state=0, checks=None)
+    sub = report(standard_net, X[:20], y[:20], ["fgsm", "pgd", "autoattack"], eps=[0.1, 0.2], random_state=0,
+                 checks=None)
+    expected = {(r["attack"], r["eps"]): r["accuracy"] for r in full if r["attack"] != "worst_case"}
+    expected.update({(r["attack"], r["eps"]): r["accuracy"] for r in sub if r["attack"] in ("autoattack", "worst_case")})
+    assert {(r["attack"], r["eps"]): r["accuracy"] for r in rows} == expected
+    # without the subset (or with one as large as the test set) everything runs on every image
+    for cfg in (ExperimentConfig(eval_attacks=("fgsm",), eps=(0.1,)),
+                ExperimentConfig(eval_attacks=("fgsm",), eps=(0.1,), autoattack_n_test=600)):
+        assert {r["n_samples"] for r in _report(report, standard_net, X, y, cfg)} == {60}
+    cfg = ExperimentConfig(eval_attacks=("fgsm",), eps=(0.1,), autoattack=False)
+    assert [r["attack"] for r in _report(report, standard_net, X, y, cfg)] == ["clean", "fgsm", "worst_case"]
+    described = provenance(["pgd", "autoattack"], standard_net.module_, 0.1)["attacks"]["autoattack"]
+    assert described["implementation"] == "robustkd.attacks._autoattack.Cascade"
+    assert "n_queries=5000" in described["parameters_at_first_eps"] and "n_iter=100" in described[
+        "parameters_at_first_eps"]

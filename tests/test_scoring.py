@@ -103,6 +103,14 @@ def test_report_has_every_cell_and_worst_case(standard_net, digits):
     assert list(frame.columns) == ["attack", "eps", "accuracy", "n_samples"] and len(frame) == 3
 
 
+def test_the_default_report_includes_autoattack_in_the_worst_case(standard_net, digits):
+    _, X_test, _, y_test = digits
+    rows = robustness_report(standard_net, X_test[:40], y_test[:40], eps=[0.1], random_state=0, checks=None)
+    acc = {r["attack"]: r["accuracy"] for r in rows}
+    assert list(acc) == ["clean", "fgsm", "pgd", "autoattack", "worst_case"]
+    assert acc["worst_case"] <= acc["autoattack"] <= acc["pgd"] + 0.05 and acc["autoattack"] < acc["clean"]
+
+
 def test_plot_draws_one_curve_per_attack_and_per_method(standard_net, digits):
     import matplotlib
 

@@ -39,7 +39,14 @@ class ExperimentConfig:
     train_eps : float, default=0.2
         Budget of the teachers' (and the adversarial student's) training attacks.
     eval_attacks : tuple of str, default=("fgsm", "pgd", "bim", "mim", "cw_linf")
-        Attacks of the evaluation.
+        Attacks of the evaluation, besides AutoAttack.
+    autoattack : bool, default=True
+        Also evaluate with ``"autoattack"`` (the standard version: APGD-CE, APGD-T, FAB-T, Square)
+        and include it in the worst case; ``--no-autoattack`` leaves it out for quick runs.
+    autoattack_n_test : int, optional
+        Run AutoAttack, and so the worst case, on the first ``autoattack_n_test`` test images only
+        (the same images for every model; the test split is already a random subset): its cost on a
+        CPU. The other attacks still use every test image; ``n_samples`` in the results says which.
     eps : tuple of float, default=(0.05, 0.1, 0.2, 0.3)
         Evaluation budgets.
     scheme : str, default="confidence"
@@ -71,7 +78,11 @@ class ExperimentConfig:
     epochs: int = _field(15, "training epochs of every model")
     attacks: tuple = _field(("fgsm", "pgd", "mim"), "one adversarially trained teacher per attack", "names")
     train_eps: float = _field(0.2, "budget of the teachers' training attacks")
-    eval_attacks: tuple = _field(("fgsm", "pgd", "bim", "mim", "cw_linf"), "attacks of the evaluation", "names")
+    eval_attacks: tuple = _field(("fgsm", "pgd", "bim", "mim", "cw_linf"), "attacks of the evaluation besides "
+                                                                             "AutoAttack", "names")
+    autoattack: bool = _field(True, "evaluate with AutoAttack (standard version) too, in the worst case")
+    autoattack_n_test: int = _field(None, "run AutoAttack and the worst case on the first N test images only, the "
+                                          "same for every model (default: all of them)")
     eps: tuple = _field((0.05, 0.1, 0.2, 0.3), "evaluation budgets", "budgets")
     scheme: str = _field("confidence", "weighting scheme of the adaptive student", choices=lambda: list(SCHEMES))
     temperature: float = _field(4.0, "distillation temperature")
@@ -104,6 +115,7 @@ class ExperimentConfig:
             if f.metadata["kind"] == "budgets" and (not value or any(not 0 < e < float("inf") for e in value)):
                 raise ValueError(f"{name} values must be finite and > 0; got {list(value)}")
         positive = {"epochs": self.epochs, "n_train": self.n_train, "n_test": self.n_test,
+                    "autoattack_n_test": self.autoattack_n_test,
                     "batch_size": self.batch_size, "n_jobs": self.n_jobs}
         for key, value in positive.items():
             if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):

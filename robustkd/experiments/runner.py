@@ -155,8 +155,7 @@ def reproduce(cfg, progress=None):
     for name, model in models.items():
         log("evaluating", name)
         start = time.perf_counter()
-        rows = robustness_report(model, X_test, y_test, attacks=list(cfg.eval_attacks), eps=list(cfg.eps),
-                                 random_state=cfg.seed, device=cfg.device)
+        rows = _report(robustness_report, model, X_test, y_test, cfg)
         timings[f"eval_{name}"] = time.perf_counter() - start
         results.extend(dict(method=name, **row) for row in rows)
         log("done", f"evaluating {name}")
@@ -172,10 +171,34 @@ def reproduce(cfg, progress=None):
         "teacher_weights": weights,
         "teacher_names": [t.attack for t in pool.teachers_],
         "timings": timings,
-        "provenance": provenance(list(cfg.eval_attacks), models["standard"].module_, cfg.eps[0]),
+        "provenance": provenance(eval_attacks(cfg), models["standard"].module_, cfg.eps[0]),
     }
     _write(cfg.out, summary)
     return summary
+
+
+def eval_attacks(cfg):
+    """The attacks of the evaluation: ``cfg.eval_attacks``, then AutoAttack unless ``cfg.autoattack`` is False."""
+    return list(dict.fromkeys(list(cfg.eval_attacks) + (["autoattack"] if cfg.autoattack else [])))
+
+
+def _report(robustness_report, model, X, y, cfg):
+    """One model's report; with ``cfg.autoattack_n_test``, AutoAttack and the worst case on the first images only.
+
+    The other attacks run on every image. Per-sample seeds depend on a sample's position, which is
+    the same in the subset, so their masks on the subset are those of the full run.
+    """
+    attacks = eval_attacks(cfg)
+    kwargs = dict(eps=list(cfg.eps), random_state=cfg.seed, device=cfg.device)
+    n_aa = cfg.autoattack_n_test
+    if "autoattack" not in attacks or n_aa is None or n_aa >= len(X):
+        return robustness_report(model, X, y, attacks=attacks, **kwargs)
+    subset = robustness_report(model, X[:n_aa], y[:n_aa], attacks=attacks, **kwargs)
+    cheap = [a for a in attacks if a != "autoattack"]
+    full = robustness_report(model, X, y, attacks=cheap or ["fgsm"], checks=None, **kwargs)
+    cell = {(r["attack"], r["eps"]): r for r in full if r["attack"] in ["clean"] + cheap}
+    cell.update({(r["attack"], r["eps"]): r for r in subset if r["attack"] in ("autoattack", "worst_case")})
+    return [cell[("clean", 0.0)]] + [cell[(a, e)] for e in cfg.eps for a in attacks + ["worst_case"]]
 
 
 def provenance(attacks, module, eps):
