@@ -120,6 +120,27 @@ def test_square_matches_the_original_code_and_does_not_depend_on_the_batch(stand
     assert abs(np.mean(ours) - np.mean(ref)) <= 0.02, (ours, ref)
 
 
+def test_l2_square_matches_the_original_code_and_stays_in_the_ball(standard_net, digits):
+    _, X_test, _, y_test = digits
+    X, y = X_test[:150], y_test[:150]
+    kw = dict(eps=1.0, n_queries=100, random_state=0)
+    mask = robust_mask(standard_net, X, y, "square_l2", **kw)
+    assert np.array_equal(mask, robust_mask(standard_net, X, y, "square_l2", batch_size=37, **kw))
+    module = standard_net.module_.eval()
+    x_t, y_t = torch.from_numpy(X), torch.from_numpy(y)
+    adv = get_attack("square_l2", module, eps=1.0, n_queries=100).perturb(x_t, y_t, sample_seeds=np.arange(150))
+    assert (adv - x_t).flatten(1).norm(dim=1).max() <= 1.0 + 1e-4 and adv.min() >= 0 and adv.max() <= 1
+    square = pytest.importorskip("pyautoattack.square")
+    ref = []
+    for seed in range(2):
+        adv = square.SquareAttack(module, norm="L2", n_queries=100, eps=1.0, seed=seed, device="cpu").perturb(x_t, y_t)
+        with torch.no_grad():
+            ref.append((module(adv).argmax(1) == y_t).float().mean().item())
+    ours = [mask.mean(), robust_score(standard_net, X, y, "square_l2", eps=1.0, n_queries=100, random_state=1)]
+    assert abs(np.mean(ours) - np.mean(ref)) <= 0.03, (ours, ref)
+    assert np.mean(ours) < robust_score(standard_net, X, y, eps=0) - 0.2       # it does break the standard net
+
+
 def test_square_needs_images():
     with pytest.raises(ValueError, match=r"Square needs images of shape \(n, C, H, W\)"):
         get_attack("square", torch.nn.Linear(4, 3), eps=0.1).perturb(torch.rand(2, 4), torch.tensor([0, 1]))

@@ -73,9 +73,12 @@ def _fab_t(model, eps, clip_min, clip_max, params):
     return FABTargeted(model, eps, clip_min=clip_min, clip_max=clip_max, **_only(params, names))
 
 
-def _square(model, eps, clip_min, clip_max, params):
-    names = {"n_queries", "p_init", "rescale_schedule", "n_restarts"}
-    return Square(model, eps, clip_min=clip_min, clip_max=clip_max, **_only(params, names))
+def _square(norm):
+    def build(model, eps, clip_min, clip_max, params):
+        names = {"n_queries", "p_init", "rescale_schedule", "n_restarts"}
+        return Square(model, eps, norm=norm, clip_min=clip_min, clip_max=clip_max, **_only(params, names))
+
+    return build
 
 
 def _cascade(*members):
@@ -102,16 +105,20 @@ register_attack("apgd", _cascade(("apgd_ce", _apgd("ce", "linf")), ("apgd_t", _a
                 norm="linf", eps=0.1, defaults=_APGD_T_DEFAULTS, accepts={"rho"},
                 description="APGD-CE, then APGD-T on the samples it did not break: the cheaper part of "
                             "AutoAttack, for model selection.")
-register_attack("square", _square, norm="linf", eps=0.1, defaults={"n_queries": 5000, "n_restarts": 1},
+register_attack("square", _square("linf"), norm="linf", eps=0.1, defaults={"n_queries": 5000, "n_restarts": 1},
                 accepts={"p_init", "rescale_schedule"},
                 description="L-inf Square Attack (Andriushchenko et al., 2020): score-based, no gradients, 5000 "
                             "queries; AutoAttack's check against gradient masking (our implementation).")
+register_attack("square_l2", _square("l2"), norm="l2", eps=1.0, defaults={"n_queries": 5000, "n_restarts": 1},
+                accepts={"p_init", "rescale_schedule"},
+                description="L2 Square Attack (Andriushchenko et al., 2020; eps is an L2 radius): score-based, "
+                            "5000 queries, peaked square updates (our implementation).")
 register_attack("fab_t", _fab_t, norm="linf", eps=0.1, defaults={"n_iter": 100, "n_target_classes": 9},
                 accepts={"alpha_max", "eta", "beta"},
                 description="L-inf targeted FAB (Croce and Hein, 2020), minimum-norm, counted within eps; one run "
                             "per target class, deterministic (our implementation).")
 register_attack("autoattack", _cascade(("apgd_ce", _apgd("ce", "linf")), ("apgd_t", _apgd("dlr-targeted", "linf")),
-                                       ("fab_t", _fab_t), ("square", _square)),
+                                       ("fab_t", _fab_t), ("square", _square("linf"))),
                 norm="linf", eps=0.1, defaults={"n_iter": 100, "n_target_classes": 9, "n_queries": 5000},
                 accepts={"rho", "alpha_max", "eta", "beta", "p_init"},
                 description="AutoAttack, standard version (Croce and Hein, 2020): APGD-CE, APGD-T, FAB-T and "

@@ -1,12 +1,16 @@
-"""Square Attack (Andriushchenko et al., 2020), L-inf: a score-based attack that needs no gradients.
+"""Square Attack (Andriushchenko et al., 2020), L-inf and L2: a score-based attack that needs no gradients.
 
 Our own implementation of the published algorithm with the original code's schedule: vertical
 stripes of +-eps as the start, then at each query a random square of side ``sqrt(p * n_features /
 channels)`` set to +-2 eps per channel (then projected back to the eps-ball), kept if it lowers the
 margin loss; ``p`` starts at ``p_init`` and halves at queries 10, 50, 200, 500, 1000, 2000, 4000, 6000
-and 8000 (optionally rescaled to ``n_queries`` out of 10,000). It is AutoAttack's check against gradient masking:
-it can only win where gradients mislead.
+and 8000 (optionally rescaled to ``n_queries`` out of 10,000). The L2 version starts from a grid of
+"pseudo-Gaussian" blocks (peaked squares of alternating sign, 1/r^2 profile) with random signs per channel, and
+at each query moves the mass of one random window into another (a new peaked square, rescaled so that the
+whole perturbation keeps L2 norm ``eps``). It is AutoAttack's check against gradient masking: it can only win
+where gradients mislead.
 """
+import functools
 import math
 
 import torch
@@ -52,15 +56,44 @@ class _Draws:
         return (self.ints(rows, counter, 2, width) * 2 - 1).float()
 
 
+def _rectangles(x, y):
+    """An ``(x, y)`` block of nested rectangles around its centre, each adding ``1 / (k + 1)**2``; unit L2 norm."""
+    delta = torch.zeros(x, y)
+    cx, cy = x // 2, y // 2
+    for k in range(max(x // 2 + 1, y // 2 + 1)):
+        delta[max(cx - k, 0):min(cx - k + 2 * k + 1, x), max(cy - k, 0):min(cy - k + 2 * k + 1, y)] += 1.0 / (k + 1) ** 2
+    return delta / (delta ** 2).sum().sqrt()
+
+
+@functools.lru_cache(maxsize=None)
+def _eta(s):
+    """The L2 attack's ``s x s`` update: a positive peaked half over a negative one, unit L2 norm."""
+    delta = torch.zeros(s, s)
+    delta[:s // 2] = _rectangles(s // 2, s)
+    delta[s // 2:] = -_rectangles(s - s // 2, s)
+    return delta / (delta ** 2).sum().sqrt()
+
+
+def _windows(rows, cols, s):
+    """Index tensors selecting, for each sample, the ``s x s`` window at ``(rows[i], cols[i])``."""
+    offsets = torch.arange(s, device=rows.device)
+    return (rows[:, None] + offsets)[:, None, :, None], (cols[:, None] + offsets)[:, None, None, :]
+
+
+def _unit(delta):
+    """``delta`` scaled to unit L2 norm per sample."""
+    return delta / (delta.flatten(1).norm(dim=1).view(-1, *[1] * (delta.dim() - 1)) + 1e-12)
+
+
 class Square:
-    """Square Attack in L-inf on the margin loss (score-based, no gradients).
+    """Square Attack in L-inf or L2 on the margin loss (score-based, no gradients).
 
     Parameters
     ----------
     predict : torch.nn.Module or callable
         The model, returning logits.
     eps : float
-        L-inf budget.
+        Budget: L-inf, or the L2 radius with ``norm="l2"``.
     n_queries : int, default=5000
         Queries per sample and restart (AutoAttack's standard version uses 5000).
     p_init : float, default=0.8
@@ -70,23 +103,28 @@ class Square:
     rescale_schedule : bool, default=False
         Stretch the schedule of ``p`` (written for 10,000 queries) to ``n_queries``. AutoAttack's
         standard version does not (its Square halves ``p`` at the fixed query numbers).
+    norm : {"linf", "l2"}, default="linf"
+        Threat model.
     clip_min, clip_max : float, default=0.0, 1.0
         Input range.
 
     Notes
     -----
     With ``perturb(x, y, sample_seeds=...)`` every random choice for sample i (start, square
-    positions, signs) comes from its seed and the query number, so results do not depend on the
-    batch. The original code draws one square per query for the whole batch; here each sample
-    draws its own, which is the same distribution per sample.
+    positions, signs, in L2 the orientation of the update) comes from its seed and the query
+    number, so results do not depend on the batch. The original code draws one square per query
+    for the whole batch; here each sample draws its own, which is the same distribution per sample.
     """
 
     accepts_sample_seeds = True
 
     def __init__(self, predict, eps, *, n_queries=5000, p_init=0.8, n_restarts=1, rescale_schedule=False,
-                 clip_min=0.0, clip_max=1.0):
+                 norm="linf", clip_min=0.0, clip_max=1.0):
+        if norm not in ("linf", "l2"):
+            raise ValueError(f'norm must be "linf" or "l2"; got norm={norm!r}')
         self.predict = predict
         self.eps = float(eps)
+        self.norm = norm
         self.n_queries = int(n_queries)
         self.p_init = float(p_init)
         self.rescale_schedule = bool(rescale_schedule)
@@ -114,7 +152,64 @@ class Square:
         other = logits.scatter(1, y[:, None], float("-inf")).max(1)[0]
         return true - other
 
+    def _run_l2(self, x, y, draws, block=100):
+        n, c, h, w = x.shape
+        eps = self.eps
+        s0 = max(h // 5, 1)
+        start = (h - s0 * 5) // 2
+        blocks = [(start + i * s0, start + j * s0) for i in range(h // s0) for j in range(w // s0)]
+        bits = draws.raw(n, [0], len(blocks) * (c + 1))[:, 0].to(x.device)
+        delta = torch.zeros_like(x)
+        for k, (vh, vw) in enumerate(blocks):   # the start: a grid of peaked blocks with random signs
+            sign = ((bits[:, k * (c + 1):k * (c + 1) + c] % 2) * 2 - 1).float().view(n, c, 1, 1)
+            flip = (bits[:, k * (c + 1) + c] % 2).bool().view(n, 1, 1, 1)
+            eta = torch.where(flip, _eta(s0).T.to(x.device), _eta(s0).to(x.device))
+            block_h, block_w = delta[:, :, vh:vh + s0, vw:vw + s0].shape[-2:]
+            delta[:, :, vh:vh + s0, vw:vw + s0] += (eta * sign)[..., :block_h, :block_w]
+        x_best = (x + eps * _unit(delta)).clamp(self.clip_min, self.clip_max)
+        margin = self._margin(x_best, y)
+        for query in range(self.n_queries):
+            if query % block == 0:
+                queries = torch.arange(query, min(query + block, self.n_queries))
+                corners = draws.raw(n, 3 * queries + 1, 4).to(x.device)
+                sign_bits = draws.raw(n, 3 * queries + 2, c + 1).to(x.device)
+            idx = (margin > 0).nonzero().squeeze(1)
+            if not len(idx):
+                break
+            m = len(idx)
+            d = x_best[idx] - x[idx]
+            s = max(int(round(math.sqrt(self._p(query) * h * w))), 3)
+            s = min(s + 1 - s % 2, h, w)                 # odd, at least 3, within the image
+            corner = corners[idx, query % block] % torch.tensor([max(h - s, 1), max(w - s, 1)] * 2,
+                                                                device=x.device)
+            r1, c1 = _windows(corner[:, 0], corner[:, 1], s)
+            r2, c2 = _windows(corner[:, 2], corner[:, 3], s)
+            rows, chans = torch.arange(m, device=x.device)[:, None, None, None], torch.arange(c, device=x.device)[
+                None, :, None, None]
+            window = d[rows, chans, r1, c1]
+            both = torch.zeros(m, 1, h, w, device=x.device)
+            both[rows[:, :1], 0, r1, c1] = 1.0
+            both[rows[:, :1], 0, r2, c2] = 1.0
+            norm_image = d.flatten(1).norm(dim=1).view(m, 1, 1, 1)
+            norm_windows = (d * both).pow(2).sum((-2, -1), keepdim=True).sqrt()
+            bits = sign_bits[idx, query % block]
+            sign = ((bits[:, :c] % 2) * 2 - 1).float().view(m, c, 1, 1)
+            eta = torch.where((bits[:, c] % 2).bool().view(m, 1, 1, 1), _eta(s).T.to(x.device), _eta(s).to(x.device))
+            new = eta * sign + window / (1e-12 + window.pow(2).sum((-2, -1), keepdim=True).sqrt())
+            room = ((eps ** 2 - norm_image ** 2).clamp_min(0) / c + norm_windows ** 2).sqrt()
+            new = new / (1e-12 + new.pow(2).sum((-2, -1), keepdim=True).sqrt()) * room
+            d[rows, chans, r2, c2] = 0.0                 # move the mass of window 2 ...
+            d[rows, chans, r1, c1] = new                 # ... into the new peaked square at window 1
+            x_new = (x[idx] + eps * _unit(d)).clamp(self.clip_min, self.clip_max)
+            new_margin = self._margin(x_new, y[idx])
+            better = new_margin < margin[idx]
+            keep = idx[better]
+            margin[keep], x_best[keep] = new_margin[better], x_new[better]
+        return margin > 0, x_best
+
     def _run(self, x, y, draws, block=100):
+        if self.norm == "l2":
+            return self._run_l2(x, y, draws, block)
         n, c, h, w = x.shape
         every = torch.arange(n)
         x_best = (x + self.eps * draws.signs(every, 0, c * w).view(n, c, 1, w)).clamp(self.clip_min, self.clip_max)
