@@ -5,7 +5,8 @@ tensors than on the default NCHW layout (measured here on the SmallCNN: max pool
 forward pass 2-4x, forward and backward 1.4-1.8x). A convolution whose weight is channels-last
 produces channels-last activations, so converting the 4-D weights is enough (with explicit
 channels-last strides: a weight with one input channel is "contiguous" both ways, and PyTorch then
-follows the NCHW input); the inputs and the attacks stay as they are. The outputs are the same up to float rounding (about 1e-7 on logits).
+follows the NCHW input); the inputs and the attacks stay as they are. The outputs are the same up to
+float rounding (about 1e-7 on logits).
 """
 import contextlib
 

@@ -234,7 +234,8 @@ def test_autoattack_on_a_test_subset_keeps_every_other_attack_on_all_images(stan
     sub = report(standard_net, X[:20], y[:20], ["fgsm", "pgd", "autoattack"], eps=[0.1, 0.2], random_state=0,
                  checks=None)
     expected = {(r["attack"], r["eps"]): r["accuracy"] for r in full if r["attack"] != "worst_case"}
-    expected.update({(r["attack"], r["eps"]): r["accuracy"] for r in sub if r["attack"] in ("autoattack", "worst_case")})
+    expected.update({(r["attack"], r["eps"]): r["accuracy"] for r in sub
+                     if r["attack"] in ("autoattack", "worst_case")})
     assert {(r["attack"], r["eps"]): r["accuracy"] for r in rows} == expected
     # without the subset (or with one as large as the test set) everything runs on every image
     for cfg in (ExperimentConfig(eval_attacks=("fgsm",), eps=(0.1,)),

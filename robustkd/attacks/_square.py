@@ -61,7 +61,9 @@ def _rectangles(x, y):
     delta = torch.zeros(x, y)
     cx, cy = x // 2, y // 2
     for k in range(max(x // 2 + 1, y // 2 + 1)):
-        delta[max(cx - k, 0):min(cx - k + 2 * k + 1, x), max(cy - k, 0):min(cy - k + 2 * k + 1, y)] += 1.0 / (k + 1) ** 2
+        rows = slice(max(cx - k, 0), min(cx + k + 1, x))
+        cols = slice(max(cy - k, 0), min(cy + k + 1, y))
+        delta[rows, cols] += 1.0 / (k + 1) ** 2
     return delta / (delta ** 2).sum().sqrt()
 
 
