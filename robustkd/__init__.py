@@ -14,6 +14,7 @@ _EXPORTS = {
     "AdversarialTeacher": "teachers",
     "TeacherPool": "teachers",
     "RobustAccuracy": "callbacks",
+    "RobustEarlyStopping": "callbacks",
     "EpochLog": "callbacks",
     "MultiTeacherDistiller": "distiller",
     "AdaptiveWeighter": "weighting",

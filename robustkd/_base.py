@@ -6,6 +6,7 @@ import torch
 
 from . import _rng
 from ._validation import as_array, check_device, check_images, encode_labels, is_index_labels, not_fitted_error
+from ._interrupts import is_ctrl_c, watch_sigint
 from ._rng import check_seed, derive_seed
 
 __all__ = ["SeededNetMixin", "net_defaults"]
@@ -28,7 +29,9 @@ class SeededNetMixin:
     * **Interruption.** skorch's ``fit`` swallows ``KeyboardInterrupt`` and returns a half-trained
       net. Here the epochs that finished stay in ``history``, the ``on_train_end`` callbacks run
       as in skorch, and then the ``KeyboardInterrupt`` propagates, so a script stops instead of
-      carrying on with a model that trained fewer epochs than asked.
+      carrying on with a model that trained fewer epochs than asked. A callback that stops the
+      fit the skorch way (``EarlyStopping`` raises ``KeyboardInterrupt``) still ends it normally
+      (see :mod:`robustkd._interrupts`).
     * **Devices.** ``device="auto"`` is resolved to ``"cuda"`` when CUDA is available, else
       ``"cpu"``, when the net is initialised; ``"cuda"`` on a machine without CUDA is a clear error.
     * **Inputs.** pandas objects and float64/integer arrays are converted; labels that are not
@@ -81,11 +84,15 @@ class SeededNetMixin:
         return super().on_train_end(net, X=X, y=y, **kwargs)
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
-        try:
-            return super().fit_loop(X, y, epochs=epochs, **fit_params)
-        except KeyboardInterrupt:
-            self.interrupted_ = True  # re-raised in notify("on_train_end"), after skorch's own handling
-            raise
+        with watch_sigint() as sigint:
+            try:
+                return super().fit_loop(X, y, epochs=epochs, **fit_params)
+            except KeyboardInterrupt as exc:
+                # Ctrl-C is re-raised in notify("on_train_end"), after skorch's own handling; a callback's
+                # stop (skorch's EarlyStopping raises KeyboardInterrupt too) ends the fit normally
+                if is_ctrl_c(exc, sigint()):
+                    self.interrupted_ = True
+                raise
         except BaseException:
             self._restore_caller_rng()
             raise

@@ -1,15 +1,17 @@
 """skorch callbacks that track robustness and progress while training."""
 import logging
 import time
+import warnings
 
 import numpy as np
 import torch
 from skorch.callbacks import Callback
 
 from .attacks import check_eps
+from .exceptions import RobustKDWarning
 from .evaluation.robust import robust_score
 
-__all__ = ["RobustAccuracy", "EpochLog", "TeacherWeights"]
+__all__ = ["RobustAccuracy", "RobustEarlyStopping", "EpochLog", "TeacherWeights"]
 
 progress_logger = logging.getLogger("robustkd.progress")
 
@@ -68,6 +70,119 @@ class RobustAccuracy(Callback):
         score = robust_score(net, self.X, self.y, self.attack, eps=self.eps, random_state=self.random_state,
                              **(self.attack_params or {}))
         net.history.record(self.name, score)
+
+
+def _arrays(dataset):
+    """Inputs and label indices of a skorch dataset (or a ``Subset`` of one, as ``ValidSplit`` makes)."""
+    if isinstance(dataset, torch.utils.data.Subset):
+        X, y = _arrays(dataset.dataset)
+        idx = np.asarray(dataset.indices)
+        return X[idx], y[idx]
+    X = dataset.X["X"] if isinstance(dataset.X, dict) else dataset.X
+    return X, dataset.y
+
+
+class RobustEarlyStopping(Callback):
+    """Model selection by robust accuracy on the validation split, and a guard against catastrophic overfitting.
+
+    After every epoch it attacks (up to ``max_samples``) validation samples with ``attack`` and with
+    FGSM, records both accuracies in ``history`` (``valid_robust_acc``, ``valid_fgsm_acc``,
+    ``valid_robust_best``), keeps the weights of the epoch with the best robust accuracy and, at the
+    end of training, puts them back (``restore_best``): robust overfitting (Rice, Wong and Kolter,
+    2020) makes the last epoch rarely the most robust. **Catastrophic overfitting** of single-step
+    adversarial training (Wong et al., 2020) shows as robust accuracy collapsing while FGSM accuracy
+    rises; when robust accuracy falls more than ``collapse`` below its best while FGSM accuracy is at
+    least what it was then, it warns and, with ``stop_on_collapse``, ends the fit. ``patience`` ends it
+    after that many epochs without a new best. The validation split is skorch's ``train_split``
+    (e.g. ``ValidSplit(0.1)``): data held out from training, never the test set.
+
+    Parameters
+    ----------
+    attack : str, default="pgd"
+        The attack that measures robustness.
+    eps : float, optional
+        Its budget; defaults to the net's ``eps`` (an :class:`~robustkd.AdversarialTeacher`'s).
+    max_samples : int, default=500
+        Validation samples attacked per epoch (the first ones).
+    patience : int, optional
+        Stop after this many epochs without improvement (None: never for that reason).
+    collapse : float, default=0.2
+        Drop of robust accuracy below its best that counts as catastrophic overfitting.
+    stop_on_collapse : bool, default=True
+        End the fit at catastrophic overfitting (the best epoch is restored all the same).
+    restore_best : bool, default=True
+        Load the best epoch's weights when training ends.
+    random_state : int, default=0
+        Seeds the attacks, the same every epoch.
+    attack_params : dict, optional
+        Passed to :func:`robustkd.robust_score` for ``attack``.
+
+    Examples
+    --------
+    >>> from skorch.dataset import ValidSplit
+    >>> from robustkd import AdversarialTeacher, SmallCNN, load_digits_images
+    >>> from robustkd.callbacks import RobustEarlyStopping
+    >>> X, y = load_digits_images()
+    >>> net = AdversarialTeacher(SmallCNN, module__input_shape=(1, 8, 8), attack="fgsm_rs", eps=0.1, max_epochs=3,
+    ...                          train_split=ValidSplit(5), verbose=0, callbacks=[RobustEarlyStopping()])
+    >>> len(net.fit(X[:400], y[:400]).history[:, "valid_robust_acc"])
+    3
+    """
+
+    def __init__(self, attack="pgd", eps=None, max_samples=500, patience=None, collapse=0.2, stop_on_collapse=True,
+                 restore_best=True, random_state=0, attack_params=None):
+        self.attack = attack
+        self.eps = eps
+        self.max_samples = max_samples
+        self.patience = patience
+        self.collapse = collapse
+        self.stop_on_collapse = stop_on_collapse
+        self.restore_best = restore_best
+        self.random_state = random_state
+        self.attack_params = attack_params
+
+    def on_train_begin(self, net, **kwargs):
+        if self.eps is None and getattr(net, "eps", None) is None:
+            raise ValueError("RobustEarlyStopping needs eps: pass eps=... or use it on a net with an eps")
+        if self.eps is not None:
+            check_eps(self.eps)
+        if not 0 < self.collapse <= 1:
+            raise ValueError(f"collapse must be in (0, 1]; got collapse={self.collapse!r}")
+        self.best_, self.best_fgsm_, self.best_epoch_, self.best_state_, self.misses_ = -1.0, 0.0, None, None, 0
+
+    def on_epoch_end(self, net, dataset_valid=None, **kwargs):
+        if dataset_valid is None:
+            raise ValueError("RobustEarlyStopping needs a validation split: set train_split, e.g. "
+                             "skorch.dataset.ValidSplit(0.1) (data held out from training, never the test set)")
+        X, y = _arrays(dataset_valid)
+        X, y = X[:self.max_samples], np.asarray(y[:self.max_samples])
+        eps = self.eps if self.eps is not None else net.eps
+        robust = robust_score(net.module_, X, y, self.attack, eps=eps, random_state=self.random_state,
+                              **(self.attack_params or {}))
+        fgsm = robust_score(net.module_, X, y, "fgsm", eps=eps)
+        best = robust > self.best_
+        net.history.record("valid_robust_acc", robust)
+        net.history.record("valid_fgsm_acc", fgsm)
+        net.history.record("valid_robust_best", bool(best))
+        if best:
+            self.best_, self.best_fgsm_, self.best_epoch_, self.misses_ = robust, fgsm, len(net.history), 0
+            self.best_state_ = {k: v.detach().clone() for k, v in net.module_.state_dict().items()}
+            return
+        self.misses_ += 1
+        if robust < self.best_ - self.collapse and fgsm >= self.best_fgsm_:
+            warnings.warn(f"catastrophic overfitting at epoch {len(net.history)}: {self.attack} accuracy on the "
+                          f"validation split fell from {self.best_:.3f} (epoch {self.best_epoch_}) to {robust:.3f} "
+                          f"while FGSM accuracy rose to {fgsm:.3f}; use a random start ('fgsm_rs'), 'nfgsm' or a "
+                          "smaller step" + (". Stopping; the best epoch is kept." if self.stop_on_collapse else ""),
+                          RobustKDWarning, stacklevel=2)
+            if self.stop_on_collapse:
+                raise KeyboardInterrupt   # skorch's way to end a fit; robustkd's nets end it normally
+        if self.patience is not None and self.misses_ >= self.patience:
+            raise KeyboardInterrupt
+
+    def on_train_end(self, net, **kwargs):
+        if self.restore_best and getattr(self, "best_state_", None) is not None:
+            net.module_.load_state_dict(self.best_state_)
 
 
 class EpochLog(Callback):

@@ -15,6 +15,7 @@ import torch
 from skorch import NeuralNet
 from skorch.callbacks import Checkpoint
 
+from ._interrupts import is_ctrl_c, watch_sigint
 from ._validation import not_fitted_error
 
 __all__ = ["save_weights", "load_weights", "fit_resumable"]
@@ -145,12 +146,15 @@ def _fit_epochs(net, X, y, epochs, **fit_params):
     """skorch's ``partial_fit`` through its public methods, except that Ctrl-C is not swallowed.
 
     skorch catches ``KeyboardInterrupt`` in ``partial_fit`` and returns a half-trained net;
-    here ``on_train_end`` runs as in skorch and then the interrupt propagates.
+    here ``on_train_end`` runs as in skorch and then Ctrl-C propagates (a callback's stop does not).
     """
     net.notify("on_train_begin", X=X, y=y)
-    try:
-        net.fit_loop(X, y, epochs=epochs, **fit_params)
-    except KeyboardInterrupt:
-        net.notify("on_train_end", X=X, y=y)
-        raise
+    with watch_sigint() as sigint:
+        try:
+            net.fit_loop(X, y, epochs=epochs, **fit_params)
+        except KeyboardInterrupt as exc:
+            net.notify("on_train_end", X=X, y=y)
+            if is_ctrl_c(exc, sigint()):
+                raise
+            return                     # a callback stopped the fit (skorch's EarlyStopping)
     net.notify("on_train_end", X=X, y=y)

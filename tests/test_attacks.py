@@ -83,7 +83,9 @@ def test_every_attack_respects_budget_range_inputs_and_model_state(name):
     assert x_adv.min() >= 0 and x_adv.max() <= 1
     delta = (x_adv - x).flatten(1)
     norm = delta.norm(dim=1) if available_attacks()[name]["norm"] == "l2" else delta.abs().max(dim=1).values
-    assert (norm <= eps + 1e-5).all()
+    # a training-only attack (N-FGSM) leaves the eps-ball by design: noise of 2 eps plus a step of eps
+    bound = 3 * eps if available_attacks()[name]["training_only"] else eps
+    assert (norm <= bound + 1e-5).all()
     assert all(m.training for m in model.modules()), "train mode must be restored"
     assert all(p.requires_grad for p in model.parameters())
     assert all(p.grad is None for p in model.parameters()), "attack gradients leaked into parameters"

@@ -1,9 +1,12 @@
 """How robustkd's estimators fit: shuffling, seeding, Ctrl-C, resuming, criterion, devices and inputs."""
+import signal
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from skorch.callbacks import Callback
+from skorch.dataset import ValidSplit
 
 from robustkd import AdversarialTeacher, MultiTeacherDistiller, SmallCNN, robust_score
 from robustkd.persistence import fit_resumable
@@ -28,12 +31,23 @@ class BatchLabels(Callback):
 
 
 class InterruptAt(Callback):
-    """Raises KeyboardInterrupt (what Ctrl-C does) at the start of epoch ``at``."""
+    """Presses Ctrl-C (sends this process SIGINT) at the start of epoch ``at``."""
 
     def __init__(self, at):
         self.at = at
 
     def on_epoch_begin(self, net, **kwargs):
+        if len(net.history) == self.at:
+            signal.raise_signal(signal.SIGINT)
+
+
+class StopAt(Callback):
+    """Stops the fit the way skorch's EarlyStopping does (raises KeyboardInterrupt) after epoch ``at``."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def on_epoch_end(self, net, **kwargs):
         if len(net.history) == self.at:
             raise KeyboardInterrupt
 
@@ -104,6 +118,43 @@ def test_fit_resumable_does_not_swallow_ctrl_c_for_plain_skorch_nets(small, tmp_
                               max_epochs=3, train_split=None, verbose=0, callbacks=[InterruptAt(2)])
     with pytest.raises(KeyboardInterrupt):
         fit_resumable(net, X, y, tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["teacher", "distiller", "fit_resumable"])
+def test_a_callback_that_stops_the_fit_ends_it_normally_unlike_ctrl_c(small, tmp_path, kind):
+    from skorch.callbacks import EarlyStopping
+
+    X, _, y, _ = small
+    if kind == "distiller":
+        pool = [teacher(max_epochs=1).fit(X, y)]
+        net = MultiTeacherDistiller(pool, max_epochs=5, batch_size=16, train_split=None, verbose=0,
+                                    random_state=0, callbacks=[StopAt(2)])
+    else:
+        net = teacher(max_epochs=5, callbacks=[StopAt(2)])
+    fitted = fit_resumable(net, X, y, tmp_path) if kind == "fit_resumable" else net.fit(X, y)
+    assert len(fitted.history) == 2
+    # skorch's own EarlyStopping, on a validation split that cannot improve (lr 0)
+    net = teacher(max_epochs=6, lr=0.0, train_split=ValidSplit(4, stratified=False),
+                  callbacks=[EarlyStopping(patience=2)])
+    assert len(net.fit(X, y).history) == 3
+
+
+def test_ctrl_c_and_a_callbacks_stop_are_told_apart_also_outside_the_main_thread():
+    from robustkd._interrupts import is_ctrl_c
+
+    def raised_by(fn):
+        try:
+            fn()
+        except KeyboardInterrupt as exc:
+            return exc
+
+    def ctrl_c():
+        raise KeyboardInterrupt
+
+    callback = StopAt(0)
+    from_callback = raised_by(lambda: callback.on_epoch_end(type("Net", (), {"history": []})()))
+    assert is_ctrl_c(from_callback, None) is False and is_ctrl_c(raised_by(ctrl_c), None) is True
+    assert is_ctrl_c(from_callback, True) is True and is_ctrl_c(raised_by(ctrl_c), False) is False
 
 
 def test_distiller_uses_its_criterion_for_the_hard_label_term(small):

@@ -31,6 +31,9 @@ class AttackSpec:
         Further parameters the attack takes without a default.
     description : str
         One line for listings.
+    training_only : bool
+        A training attack whose perturbations may leave the eps-ball by design (N-FGSM): the
+        evaluation functions refuse it.
     """
 
     name: str
@@ -40,6 +43,7 @@ class AttackSpec:
     defaults: dict
     accepts: frozenset
     description: str = ""
+    training_only: bool = False
 
     def params(self):
         """Every parameter the attack takes."""
@@ -49,7 +53,8 @@ class AttackSpec:
 _ATTACKS = {}
 
 
-def register_attack(name, build, *, norm, eps=0.1, defaults=None, accepts=(), description="", overwrite=False):
+def register_attack(name, build, *, norm, eps=0.1, defaults=None, accepts=(), description="", training_only=False,
+                    overwrite=False):
     """Add an attack usable by name everywhere a built-in one is (scoring, reports, teachers, pools).
 
     Parameters
@@ -68,6 +73,8 @@ def register_attack(name, build, *, norm, eps=0.1, defaults=None, accepts=(), de
         Further parameters the attack takes.
     description : str, default=""
         One line for listings.
+    training_only : bool, default=False
+        The attack's perturbations may leave the eps-ball by design; only training uses it.
     overwrite : bool, default=False
         Replace an existing attack of that name (otherwise an error).
 
@@ -96,7 +103,7 @@ def register_attack(name, build, *, norm, eps=0.1, defaults=None, accepts=(), de
     if norm not in ("linf", "l2"):
         raise ValueError(f'norm must be "linf" or "l2"; got norm={norm!r}')
     _ATTACKS[name] = AttackSpec(name, build, norm, check_eps(eps), dict(defaults or {}), frozenset(accepts),
-                                description)
+                                description, bool(training_only))
     return _ATTACKS[name]
 
 
@@ -107,7 +114,8 @@ def available_attacks():
     -------
     dict
         ``{name: {"norm": "linf" | "l2", "eps": default eps, "params": default
-        parameters, "accepts": every parameter it takes, "description": str}}``.
+        parameters, "accepts": every parameter it takes, "description": str,
+        "training_only": bool}}``.
 
     Examples
     --------
@@ -116,7 +124,7 @@ def available_attacks():
     ['fgsm', 'pgd', 'pgd_l2', 'bim', 'mim', 'cw', 'cw_linf', 'spsa']
     """
     return {name: {"norm": s.norm, "eps": s.eps, "params": dict(s.defaults), "accepts": s.params(),
-                   "description": s.description} for name, s in _ATTACKS.items()}
+                   "description": s.description, "training_only": s.training_only} for name, s in _ATTACKS.items()}
 
 
 def check_attack_name(attack, name="attack"):

@@ -16,7 +16,7 @@ from .._validation import (check_device, check_images, check_positive_int, encod
                        resolve_model)
 from .._layout import channels_last
 from .._rng import seeded
-from ..attacks import attack_mode, check_eps, get_attack, perturb, sample_seeds
+from ..attacks import attack_mode, available_attacks, check_eps, get_attack, perturb, sample_seeds
 
 __all__ = ["robust_mask", "robust_score", "make_robust_scorer"]
 
@@ -39,6 +39,11 @@ def _attack_names(attack):
     attacks = list(attack) if isinstance(attack, (list, tuple)) else [attack]
     if not attacks:
         raise ValueError("attack must name at least one attack; got an empty list")
+    registry = available_attacks()
+    for a in attacks:
+        if isinstance(a, str) and a in registry and registry[a]["training_only"]:
+            raise ValueError(f"attack {a!r} is a training attack whose perturbations leave the eps-ball by design; "
+                             "it cannot measure robustness at eps (evaluate with e.g. 'pgd' or 'autoattack')")
     return attacks
 
 

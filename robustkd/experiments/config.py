@@ -6,7 +6,7 @@ Imports stay light (no torch): the command line builds its parser from here.
 import dataclasses
 import numbers
 
-from .._names import ATTACKS, SCHEMES
+from .._names import ATTACKS, SCHEMES, TRAINING_ONLY
 from ..datasets import dataset_names
 
 __all__ = ["ExperimentConfig"]
@@ -112,6 +112,10 @@ class ExperimentConfig:
                 unknown = [a for a in value if a not in ATTACKS]
                 if not value or unknown:
                     raise ValueError(f"unknown attack(s) {unknown} in {name}; choose from {list(ATTACKS)}")
+                if f.name == "eval_attacks" and set(value) & set(TRAINING_ONLY):
+                    bad = sorted(set(value) & set(TRAINING_ONLY))
+                    raise ValueError(f"{name} cannot hold training-only attacks {bad}: their perturbations leave "
+                                     "the eps-ball by design")
             if f.metadata["kind"] == "budgets" and (not value or any(not 0 < e < float("inf") for e in value)):
                 raise ValueError(f"{name} values must be finite and > 0; got {list(value)}")
         positive = {"epochs": self.epochs, "n_train": self.n_train, "n_test": self.n_test,

@@ -1,0 +1,130 @@
+"""Fast adversarial training (FGSM-RS, N-FGSM), the FGSM warning, and robust early stopping."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from skorch.callbacks import Callback
+from skorch.dataset import ValidSplit
+
+from robustkd import AdversarialTeacher, RobustAccuracy, SmallCNN, TeacherPool, robust_score, robustness_report
+from robustkd.attacks import get_attack, perturb
+from robustkd.callbacks import RobustEarlyStopping
+from robustkd.exceptions import RobustKDWarning
+
+
+def teacher(**kwargs):
+    params = dict(module__input_shape=(1, 8, 8), eps=0.1, max_epochs=2, batch_size=32, train_split=None, verbose=0,
+                  random_state=0)
+    params.update(kwargs)
+    return AdversarialTeacher(SmallCNN, **params)
+
+
+@pytest.mark.parametrize("name, bound", [("fgsm_rs", 1.0), ("nfgsm", 3.0)])
+def test_fast_attacks_have_their_published_budgets_and_per_sample_starts(standard_net, digits, name, bound):
+    _, X_test, _, y_test = digits
+    x, y = torch.from_numpy(X_test[:64]), torch.from_numpy(y_test[:64])
+    module = standard_net.module_
+    attack = get_attack(name, module, eps=0.1)
+    seeds = np.arange(64) * 7 + 1
+    adv = perturb(attack, x, y, sample_seeds=seeds)
+    linf = (adv - x).flatten(1).abs().max(1).values
+    assert linf.max() <= 0.1 * bound + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+    if name == "nfgsm":
+        assert linf.max() > 0.1 + 1e-3, "N-FGSM does not project back to the eps-ball"
+    # sample i's start depends on its seed only: the same alone as in the batch
+    assert torch.equal(perturb(attack, x[5:9], y[5:9], sample_seeds=seeds[5:9]), adv[5:9])
+    assert robust_score(standard_net, X_test[:200], y_test[:200], "fgsm_rs", eps=0.1, random_state=0) < \
+        robust_score(standard_net, X_test[:200], y_test[:200], eps=0)
+
+
+def test_nfgsm_is_a_training_attack_only(standard_net, digits):
+    _, X_test, _, y_test = digits
+    X, y = X_test[:20], y_test[:20]
+    for call in (lambda: robust_score(standard_net, X, y, "nfgsm", eps=0.1),
+                 lambda: robust_score(standard_net, X, y, ["pgd", "nfgsm"], eps=0.1),
+                 lambda: robustness_report(standard_net, X, y, attacks=["nfgsm"], eps=[0.1])):
+        with pytest.raises(ValueError, match="'nfgsm' is a training attack whose perturbations leave the eps-ball"):
+            call()
+    X_train, _, y_train, _ = digits
+    with pytest.raises(ValueError, match="training attack"):
+        teacher(attack="fgsm", max_epochs=1, callbacks=[RobustAccuracy(X, y, attack="nfgsm")]).fit(
+            X_train[:64], y_train[:64])
+    pool = TeacherPool(teacher(max_epochs=1), attacks=["fgsm_rs", "nfgsm"], random_state=0).fit(
+        X_train[:200], y_train[:200])
+    assert [t.attack for t in pool.teachers_] == ["fgsm_rs", "nfgsm"]
+
+
+def test_a_fast_teacher_is_robust_where_a_standard_net_is_not(digits):
+    X_train, X_test, y_train, y_test = digits
+    fast = teacher(attack="fgsm_rs", max_epochs=8).fit(X_train, y_train)
+    standard = teacher(attack=None, max_epochs=8).fit(X_train, y_train)
+    kw = dict(eps=0.2, random_state=0)
+    assert robust_score(fast, X_test, y_test, **kw) > robust_score(standard, X_test, y_test, **kw) + 0.2
+
+
+def test_fgsm_without_a_random_start_at_a_large_eps_warns(digits):
+    X_train, _, y_train, _ = digits
+    with pytest.warns(RobustKDWarning, match="known to overfit catastrophically"):
+        teacher(attack="fgsm", eps=0.3, max_epochs=1).fit(X_train[:64], y_train[:64])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RobustKDWarning)
+        teacher(attack="fgsm", eps=0.1, max_epochs=1).fit(X_train[:64], y_train[:64])
+        teacher(attack="fgsm_rs", eps=0.3, max_epochs=1).fit(X_train[:64], y_train[:64])
+
+
+class Weights(Callback):
+    """Keeps a copy of the weights after every epoch."""
+
+    def on_train_begin(self, net, **kwargs):
+        self.states_ = []
+
+    def on_epoch_end(self, net, **kwargs):
+        self.states_.append({k: v.clone() for k, v in net.module_.state_dict().items()})
+
+
+def scripted_scores(monkeypatch, robust, fgsm):
+    """robust_score as the callback sees it: the given accuracies, epoch after epoch."""
+    import robustkd.callbacks as callbacks
+
+    robust, fgsm = iter(robust), iter(fgsm)
+    monkeypatch.setattr(callbacks, "robust_score",
+                        lambda model, X, y, attack, **kw: next(fgsm if attack == "fgsm" else robust))
+
+
+def test_robust_early_stopping_keeps_the_best_epoch_and_stops_at_catastrophic_overfitting(digits, monkeypatch):
+    X_train, _, y_train, _ = digits
+    scripted_scores(monkeypatch, robust=[0.40, 0.55, 0.50, 0.05, 0.0], fgsm=[0.5, 0.6, 0.6, 0.9, 0.95])
+    weights = Weights()
+    net = teacher(attack="fgsm", max_epochs=5, train_split=ValidSplit(5),
+                  callbacks=[weights, RobustEarlyStopping()])
+    with pytest.warns(RobustKDWarning, match=r"catastrophic overfitting at epoch 4: pgd accuracy .* fell from "
+                                             r"0.550 \(epoch 2\) to 0.050 while FGSM accuracy rose to 0.900"):
+        net.fit(X_train[:200], y_train[:200])
+    assert len(net.history) == 4, "the fit stops at the collapse"
+    assert net.history[:, "valid_robust_best"] == [True, True, False, False]
+    assert net.history[:, "valid_robust_acc"] == [0.40, 0.55, 0.50, 0.05]
+    for key, value in net.module_.state_dict().items():        # the best epoch's weights are back
+        assert torch.equal(value, weights.states_[1][key]), key
+
+
+def test_robust_early_stopping_patience_and_its_errors(digits, monkeypatch):
+    X_train, _, y_train, _ = digits
+    scripted_scores(monkeypatch, robust=[0.5, 0.4, 0.45, 0.3], fgsm=[0.5] * 4)
+    net = teacher(attack="pgd", max_epochs=6, train_split=ValidSplit(5),
+                  callbacks=[RobustEarlyStopping(patience=2, restore_best=False)])
+    assert len(net.fit(X_train[:200], y_train[:200]).history) == 3
+    with pytest.raises(ValueError, match="needs a validation split: set train_split"):
+        teacher(attack="pgd", max_epochs=1, callbacks=[RobustEarlyStopping()]).fit(X_train[:64], y_train[:64])
+    with pytest.raises(ValueError, match=r"collapse must be in \(0, 1\]; got collapse=2"):
+        teacher(attack="pgd", max_epochs=1, train_split=ValidSplit(5),
+                callbacks=[RobustEarlyStopping(collapse=2)]).fit(X_train[:64], y_train[:64])
+
+
+def test_robust_early_stopping_on_real_scores_records_both_accuracies(digits):
+    X_train, _, y_train, _ = digits
+    net = teacher(attack="fgsm_rs", max_epochs=2, train_split=ValidSplit(5),
+                  callbacks=[RobustEarlyStopping(max_samples=60, attack_params={"nb_iter": 3})])
+    net.fit(X_train[:300], y_train[:300])
+    robust, fgsm = net.history[:, "valid_robust_acc"], net.history[:, "valid_fgsm_acc"]
+    assert len(robust) == 2 and all(0 <= r <= f <= 1 for r, f in zip(robust, fgsm))
