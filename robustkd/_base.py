@@ -93,9 +93,9 @@ class SeededNetMixin:
                 if is_ctrl_c(exc, sigint()):
                     self.interrupted_ = True
                 raise
-        except BaseException:
-            self._restore_caller_rng()
-            raise
+            except BaseException:
+                self._restore_caller_rng()
+                raise
 
     def notify(self, method_name, **cb_kwargs):
         super().notify(method_name, **cb_kwargs)
