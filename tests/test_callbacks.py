@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
+from skorch.dataset import ValidSplit
 
 from robustkd import AdversarialTeacher, MultiTeacherDistiller, SmallCNN, TeacherPool, callbacks, load_digits_images
 
@@ -12,6 +13,7 @@ X, Y = load_digits_images()
 EXAMPLES = {
     "RobustAccuracy": lambda: callbacks.RobustAccuracy(X[1700:1720], Y[1700:1720], attack="pgd", eps=0.1,
                                                        attack_params={"nb_iter": 2}),
+    "RobustEarlyStopping": lambda: callbacks.RobustEarlyStopping(max_samples=16, attack_params={"nb_iter": 2}),
     "EpochLog": lambda: callbacks.EpochLog("teacher_{attack}"),
     "TeacherWeights": lambda: callbacks.TeacherWeights(),
 }
@@ -45,8 +47,9 @@ def test_callback_clones_round_trips_params_and_pickles(name):
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_nets_carrying_the_callback_clone_fit_and_search(name):
+    split = ValidSplit(4, stratified=False) if name == "RobustEarlyStopping" else None  # it needs validation data
     net = AdversarialTeacher(SmallCNN, module__input_shape=(1, 8, 8), attack="fgsm", max_epochs=1,
-                             train_split=None, verbose=0, random_state=0, callbacks=[EXAMPLES[name]()])
+                             train_split=split, verbose=0, random_state=0, callbacks=[EXAMPLES[name]()])
     if name == "TeacherWeights":  # a distiller's callback: it reads the teachers' weights
         teacher = clone(net).set_params(callbacks=None).fit(X[:64], Y[:64])
         net = MultiTeacherDistiller([teacher, teacher], max_epochs=1, train_split=None, verbose=0, random_state=0,

@@ -42,7 +42,8 @@ def plot_results(summary, path):
             pts = sorted((r["eps"], r["accuracy"]) for r in results if r["method"] == m and r["attack"] == attack)
             ax.plot([0.0] + [p[0] for p in pts], [clean[m]] + [p[1] for p in pts], marker="o", markersize=3,
                     label=m, **styles.get(m, {}))
-        ax.set_title(attack)
+        n = next(r["n_samples"] for r in results if r["attack"] == attack)
+        ax.set_title(attack if n == summary["split"]["n_test"] else f"{attack} (first {n} test images)")
         ax.set_xlabel("eps")
         ax.set_ylabel("accuracy")
         ax.set_ylim(0, 1.02)
