@@ -11,6 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._repr import ParamsRepr
+
 __all__ = ["APGD", "dlr_loss", "targeted_dlr_loss"]
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
@@ -44,7 +46,7 @@ def _mixed(seeds, salt):
     return (z >> np.uint64(1)).astype(np.int64)
 
 
-class APGD:
+class APGD(ParamsRepr):
     """Auto-PGD on the cross-entropy, DLR or targeted DLR loss.
 
     Parameters
@@ -91,10 +93,6 @@ class APGD:
         self.rho = float(rho)
         self.clip_min = float(clip_min)
         self.clip_max = float(clip_max)
-
-    def __repr__(self):
-        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "predict")
-        return f"APGD({params})"
 
     # ------------------------------------------------------------------ helpers
     def _normalize(self, t):

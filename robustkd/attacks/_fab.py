@@ -17,6 +17,8 @@ import math
 
 import torch
 
+from ._repr import ParamsRepr
+
 __all__ = ["FABTargeted", "project_linf"]
 
 
@@ -57,7 +59,7 @@ def project_linf(t, w, b):
     return d * (w != 0).float()
 
 
-class FABTargeted:
+class FABTargeted(ParamsRepr):
     """Targeted FAB in L-inf (FAB-T as AutoAttack runs it: one run per target class, no random start).
 
     Parameters
@@ -77,6 +79,8 @@ class FABTargeted:
         Input range (the attack works in it rescaled to the unit box).
     """
 
+    _not_params = ("predict", "memo")    # the memo is shared work, not a parameter
+
     def __init__(self, predict, eps, *, n_iter=100, n_target_classes=9, alpha_max=0.1, eta=1.05, beta=0.9,
                  clip_min=0.0, clip_max=1.0):
         self.predict = predict
@@ -86,10 +90,6 @@ class FABTargeted:
         self.alpha_max, self.eta, self.beta = float(alpha_max), float(eta), float(beta)
         self.clip_min, self.clip_max = float(clip_min), float(clip_max)
         self.memo = None
-
-    def __repr__(self):
-        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k not in ("predict", "memo"))
-        return f"FABTargeted({params})"
 
     def memo_key(self):
         """What a shared memo must agree on: everything but ``eps``."""

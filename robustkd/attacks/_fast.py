@@ -14,11 +14,12 @@ from torch.nn import functional as F
 
 from ._advertorch import _uniform_per_sample
 from ._registry import register_attack
+from ._repr import ParamsRepr
 
 __all__ = ["NoisyFGSM"]
 
 
-class NoisyFGSM:
+class NoisyFGSM(ParamsRepr):
     """One signed-gradient step from a uniform random start (FGSM-RS and N-FGSM).
 
     Parameters
@@ -46,10 +47,6 @@ class NoisyFGSM:
         self.noise = float(noise)
         self.project = bool(project)
         self.clip_min, self.clip_max = float(clip_min), float(clip_max)
-
-    def __repr__(self):
-        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "predict")
-        return f"NoisyFGSM({params})"
 
     def perturb(self, x, y, sample_seeds=None):
         """Adversarial examples for ``(x, y)``; ``sample_seeds`` draws sample i's start from seed i."""

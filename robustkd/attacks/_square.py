@@ -15,6 +15,8 @@ import math
 
 import torch
 
+from ._repr import ParamsRepr
+
 __all__ = ["Square"]
 
 _M32 = 0xFFFFFFFF
@@ -87,7 +89,7 @@ def _unit(delta):
     return delta / (delta.flatten(1).norm(dim=1).view(-1, *[1] * (delta.dim() - 1)) + 1e-12)
 
 
-class Square:
+class Square(ParamsRepr):
     """Square Attack in L-inf or L2 on the margin loss (score-based, no gradients).
 
     Parameters
@@ -133,10 +135,6 @@ class Square:
         self.n_restarts = int(n_restarts)
         self.clip_min = float(clip_min)
         self.clip_max = float(clip_max)
-
-    def __repr__(self):
-        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "predict")
-        return f"Square({params})"
 
     def _p(self, query):
         """Fraction of pixels per square at ``query`` (the original schedule)."""

@@ -109,13 +109,9 @@ def check_spsa(module, X, y, eps, pgd_accuracy, *, clip_min=0.0, clip_max=1.0, t
     bool
         True if the warning fired.
     """
-    acc = robust_score(module, X, y, "spsa", eps=eps, clip_min=clip_min, clip_max=clip_max, random_state=0,
-                       **(spsa_params or {}))
-    if pgd_accuracy - acc > threshold:
-        return _warn(f"the gradient-free SPSA attack beats PGD at eps={eps:g} ({acc:.3f} against {pgd_accuracy:.3f}):"
-                     " the model's gradients mislead PGD (gradient masking); report the SPSA number and do not "
-                     "trust gradient attacks on this model")
-    return False
+    return _gradient_free_beats("spsa", "the gradient-free SPSA attack beats PGD", "the model's gradients mislead PGD",
+                                "SPSA", module, X, y, eps, pgd_accuracy, clip_min, clip_max, threshold,
+                                spsa_params or {})
 
 
 def check_square(module, X, y, eps, whitebox_accuracy, *, clip_min=0.0, clip_max=1.0, threshold=0.05,
@@ -146,12 +142,19 @@ def check_square(module, X, y, eps, whitebox_accuracy, *, clip_min=0.0, clip_max
     bool
         True if the warning fired.
     """
-    acc = robust_score(module, X, y, "square", eps=eps, clip_min=clip_min, clip_max=clip_max, random_state=0,
-                       n_queries=n_queries)
+    return _gradient_free_beats("square", "the gradient-free Square Attack beats the gradient attacks",
+                                "the gradients mislead", "Square", module, X, y, eps, whitebox_accuracy, clip_min,
+                                clip_max, threshold, {"n_queries": n_queries})
+
+
+def _gradient_free_beats(attack, what, why, label, module, X, y, eps, whitebox_accuracy, clip_min, clip_max,
+                         threshold, params):
+    """The check of :func:`check_spsa` and :func:`check_square`: warn when the gradient-free ``attack`` is
+    more than ``threshold`` below the gradient attacks' accuracy."""
+    acc = robust_score(module, X, y, attack, eps=eps, clip_min=clip_min, clip_max=clip_max, random_state=0, **params)
     if whitebox_accuracy - acc > threshold:
-        return _warn(f"the gradient-free Square Attack beats the gradient attacks at eps={eps:g} ({acc:.3f} against "
-                     f"{whitebox_accuracy:.3f}): the gradients mislead (gradient masking); report the Square number "
-                     "and do not trust gradient attacks on this model")
+        return _warn(f"{what} at eps={eps:g} ({acc:.3f} against {whitebox_accuracy:.3f}): {why} (gradient masking); "
+                     f"report the {label} number and do not trust gradient attacks on this model")
     return False
 
 
