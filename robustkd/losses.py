@@ -20,7 +20,8 @@ robustkd's estimators use ``"mixture"`` (its value is 0 when the student matches
 import torch
 import torch.nn.functional as F
 
-__all__ = ["mixture_kd_loss", "weighted_sum_kd_loss", "distillation_loss"]
+__all__ = ["mixture_kd_loss", "weighted_sum_kd_loss", "distillation_loss", "adversarial_loss", "trades_loss",
+           "OBJECTIVES"]
 
 
 def _check(student_logits, teacher_logits, weights, temperature):
@@ -145,3 +146,74 @@ def distillation_loss(student_logits, y, teacher_logits, weights, temperature=4.
         kd_loss = sum(_KD[kd](s, teacher_logits, weights, temperature) for s in students) / len(students)
         loss = loss + alpha * kd_loss
     return loss
+
+
+def adversarial_loss(logits_clean, logits_adv, y, *, criterion=None):
+    """``criterion(f(x'), y)``: adversarial training of Madry et al. (2018), the ``"madry"`` objective.
+
+    Parameters
+    ----------
+    logits_clean : Tensor of shape (n, C) or None
+        Unused (the objectives share one signature); may be None.
+    logits_adv : Tensor of shape (n, C)
+        Logits on the adversarial inputs.
+    y : Tensor of shape (n,), int64
+        True class indices.
+    criterion : callable, optional
+        ``criterion(logits, y)``; default cross-entropy (mean over samples).
+
+    Returns
+    -------
+    Tensor (scalar)
+        The loss.
+    """
+    return (F.cross_entropy if criterion is None else criterion)(logits_adv, y)
+
+
+def trades_loss(logits_clean, logits_adv, y, *, beta=6.0, criterion=None):
+    """``CE(f(x), y) + beta * KL(softmax(f(x)) || softmax(f(x')))``, the TRADES objective (Zhang et al., 2019).
+
+    The KL term is summed over classes and averaged over samples (TRADES's ``KLDivLoss(sum) / n``);
+    gradients flow through both the clean and the adversarial logits, as in the reference code.
+
+    Parameters
+    ----------
+    logits_clean : Tensor of shape (n, C)
+        Logits on the clean inputs.
+    logits_adv : Tensor of shape (n, C)
+        Logits on the adversarial inputs (e.g. from the ``pgd_kl`` attack).
+    y : Tensor of shape (n,), int64
+        True class indices.
+    beta : float, default=6.0
+        Weight of the robustness term (TRADES uses 6 on CIFAR-10 and MNIST); >= 0.
+    criterion : callable, optional
+        The natural loss ``criterion(logits, y)``; default cross-entropy.
+
+    Returns
+    -------
+    Tensor (scalar)
+        The loss.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from robustkd.losses import trades_loss
+    >>> z = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
+    >>> y = torch.tensor([0, 1])
+    >>> bool(trades_loss(z, z, y) == torch.nn.functional.cross_entropy(z, y))  # no change, no KL
+    True
+    """
+    if logits_clean is None or logits_clean.shape != logits_adv.shape or logits_clean.dim() != 2:
+        raise ValueError(f"expected clean and adversarial logits of the same shape (n, C); got "
+                         f"{None if logits_clean is None else tuple(logits_clean.shape)} and "
+                         f"{tuple(logits_adv.shape)}")
+    if not beta >= 0:
+        raise ValueError(f"beta must be >= 0; got beta={beta!r}")
+    natural = (F.cross_entropy if criterion is None else criterion)(logits_clean, y)
+    robust = F.kl_div(F.log_softmax(logits_adv, dim=1), F.softmax(logits_clean, dim=1), reduction="batchmean")
+    return natural + beta * robust
+
+
+#: The training objectives of :class:`robustkd.AdversarialTeacher`, by name: pure functions
+#: ``objective(logits_clean, logits_adv, y, **params)``.
+OBJECTIVES = {"madry": adversarial_loss, "trades": trades_loss}

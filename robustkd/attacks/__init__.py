@@ -14,17 +14,18 @@ function returning probabilities.
 Add an attack with :func:`register_attack` (one function that builds it); it then works by
 name everywhere a built-in one does.
 """
-from . import _advertorch, _autoattack, _fast  # noqa: F401  (register the built-in attacks)
+from . import _advertorch, _autoattack, _fast, _trades  # noqa: F401  (register the built-in attacks)
 from ._advertorch import EpsBoundedCW, SeededStartL2PGD, SeededStartLinfPGD
 from ._apgd import APGD
 from ._autoattack import Cascade
 from ._fab import FABTargeted
 from ._fast import NoisyFGSM
 from ._square import Square
+from ._trades import KLPGD
 from ._registry import AttackSpec, available_attacks, check_attack_name, check_eps, get_attack, register_attack
 from ._run import attack_mode, perturb, sample_seeds, share_memos
 
 __all__ = ["AttackSpec", "register_attack", "available_attacks", "get_attack", "check_eps", "check_attack_name",
            "perturb", "attack_mode", "sample_seeds", "share_memos", "EpsBoundedCW", "SeededStartLinfPGD",
            "SeededStartL2PGD",
-           "APGD", "Cascade", "Square", "FABTargeted", "NoisyFGSM"]
+           "APGD", "Cascade", "Square", "FABTargeted", "NoisyFGSM", "KLPGD"]

@@ -22,25 +22,29 @@ class AdversarialTrainingMixin:
     a weight update.
     """
 
+    def training_attack(self):
+        """The registry name of the training attack (``attack``; subclasses may resolve an ``"auto"``)."""
+        return self.attack
+
     def check_training_attack(self, purpose):
         """Validate ``attack``, ``eps`` and the ``attack__*`` parameters before any training."""
-        check_attack_name(self.attack)
+        check_attack_name(self.training_attack())
         if check_eps(self.eps) <= 0:
             raise ValueError(f"eps must be > 0 for {purpose}; got eps={self.eps!r}")
-        if self.attack == "fgsm" and self.eps >= FGSM_WARN_EPS * (self.clip_max - self.clip_min):
+        if self.training_attack() == "fgsm" and self.eps >= FGSM_WARN_EPS * (self.clip_max - self.clip_min):
             warnings.warn(f"FGSM training without a random start at eps={self.eps} is known to overfit "
                           "catastrophically (robust accuracy under PGD collapses to ~0 while FGSM accuracy rises); "
                           "prefer attack='fgsm_rs' or 'nfgsm' at the same cost, and watch robust accuracy with "
                           "robustkd.callbacks.RobustEarlyStopping", RobustKDWarning, stacklevel=3)
         # builds the attack once on a stand-in model, so bad attack__ parameters fail before training
-        get_attack(self.attack, torch.nn.Identity(), eps=self.eps, clip_min=self.clip_min, clip_max=self.clip_max,
+        get_attack(self.training_attack(), torch.nn.Identity(), eps=self.eps, clip_min=self.clip_min, clip_max=self.clip_max,
                    **self.get_params_for("attack"))
 
     def build_attack(self):
         """The attack on the current ``module_`` (None if ``attack`` is None)."""
         if self.attack is None:
             return None
-        return get_attack(self.attack, self.module_, eps=self.eps, clip_min=self.clip_min, clip_max=self.clip_max,
+        return get_attack(self.training_attack(), self.module_, eps=self.eps, clip_min=self.clip_min, clip_max=self.clip_max,
                           **self.get_params_for("attack"))
 
     def adversarial_examples(self, X, y):

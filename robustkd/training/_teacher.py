@@ -10,8 +10,10 @@ import numbers
 import torch
 from skorch import NeuralNetClassifier
 from skorch.dataset import unpack_data
+from skorch.utils import to_tensor
 
 from .._base import SeededNetMixin, net_defaults
+from ..losses import OBJECTIVES
 from ._adversarial import AdversarialTrainingMixin
 
 __all__ = ["AdversarialTeacher"]
@@ -30,16 +32,31 @@ class AdversarialTeacher(SeededNetMixin, AdversarialTrainingMixin, NeuralNetClas
 
     ``attack=None`` trains normally: the standard baseline with the same API.
 
+    ``objective="trades"`` trains with TRADES (Zhang et al., 2019) instead:
+    ``CE(f(x), y) + beta * KL(f(x) || f(x'))`` (:func:`robustkd.losses.trades_loss`), where ``x'``
+    maximises the KL divergence from the clean prediction (the ``"pgd_kl"`` attack, which
+    ``attack="auto"`` picks for it). TRADES trades a little clean accuracy for robustness through
+    ``beta``, and costs one forward-backward pass more per example than Madry's objective.
+
     Parameters
     ----------
     module : torch.nn.Module class or instance
         Must return **logits**, e.g. :class:`robustkd.models.SmallCNN`.
-    attack : str or None, default="pgd"
-        Registry name (see :func:`robustkd.attacks.available_attacks`).
+    attack : str or None, default="auto"
+        Registry name of the training attack (see :func:`robustkd.attacks.available_attacks`);
+        ``"auto"`` is ``"pgd"`` for ``objective="madry"`` and ``"pgd_kl"`` for ``"trades"``.
+        The fast training attacks ``"fgsm_rs"`` and ``"nfgsm"`` cost one forward-backward pass per
+        example against eleven for PGD-10.
     eps : float, default=0.1
         Attack budget, > 0.
     adv_ratio : float, default=1.0
-        Fraction of each batch replaced by adversarial examples, in [0, 1].
+        Fraction of each batch replaced by adversarial examples, in [0, 1] (``objective="madry"``;
+        TRADES uses every sample clean and adversarial, so it needs 1).
+    objective : {"madry", "trades"}, default="madry"
+        ``"madry"``: cross-entropy on the adversarial batch (:func:`robustkd.losses.adversarial_loss`);
+        ``"trades"``: :func:`robustkd.losses.trades_loss`.
+    beta : float, default=6.0
+        TRADES's weight of the robustness term (``objective="trades"`` only), >= 0.
     clip_min, clip_max : float, default=0.0, 1.0
         Valid input range; training data outside it is an error.
     random_state : int, optional
@@ -74,6 +91,7 @@ class AdversarialTeacher(SeededNetMixin, AdversarialTrainingMixin, NeuralNetClas
     .. [1] Munir, Ullah and Zaidi (2025). Improving Adversarial Robustness Through Adaptive
        Learning-Driven Multi-Teacher Knowledge Distillation. arXiv:2507.20996.
     .. [2] Madry et al. (2018). Towards Deep Learning Models Resistant to Adversarial Attacks. ICLR.
+    .. [3] Zhang et al. (2019). Theoretically Principled Trade-off between Robustness and Accuracy. ICML.
 
     Examples
     --------
@@ -87,18 +105,38 @@ class AdversarialTeacher(SeededNetMixin, AdversarialTrainingMixin, NeuralNetClas
 
     prefixes_ = NeuralNetClassifier.prefixes_ + ["attack"]
 
-    def __init__(self, module, *, attack="pgd", eps=0.1, adv_ratio=1.0, clip_min=0.0, clip_max=1.0,
-                 random_state=None, criterion=torch.nn.CrossEntropyLoss, optimizer=torch.optim.Adam, lr=1e-3,
-                 **kwargs):
+    def __init__(self, module, *, attack="auto", eps=0.1, adv_ratio=1.0, objective="madry", beta=6.0, clip_min=0.0,
+                 clip_max=1.0, random_state=None, criterion=torch.nn.CrossEntropyLoss, optimizer=torch.optim.Adam,
+                 lr=1e-3, **kwargs):
         super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, **net_defaults(kwargs))
         self.attack = attack
         self.eps = eps
         self.adv_ratio = adv_ratio
+        self.objective = objective
+        self.beta = beta
         self.clip_min = clip_min
         self.clip_max = clip_max
         self.random_state = random_state
 
+    def training_attack(self):
+        """The training attack's registry name: ``attack``, with ``"auto"`` resolved by ``objective``."""
+        if self.attack == "auto":
+            return "pgd_kl" if self.objective == "trades" else "pgd"
+        return self.attack
+
     def check_training_readiness(self):
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {sorted(OBJECTIVES)}; got objective={self.objective!r}")
+        if self.objective == "trades":
+            if self.attack is None:
+                raise ValueError("objective='trades' needs a training attack; got attack=None (use attack='auto', "
+                                 "TRADES's 'pgd_kl')")
+            if isinstance(self.beta, bool) or not isinstance(self.beta, numbers.Real) or not 0 <= self.beta < float(
+                    "inf"):
+                raise ValueError(f"beta must be a finite number >= 0; got beta={self.beta!r}")
+            if self.adv_ratio != 1:
+                raise ValueError(f"adv_ratio must be 1 with objective='trades' (every sample is used clean and "
+                                 f"adversarial); got adv_ratio={self.adv_ratio!r}")
         if self.attack is not None:
             self.check_training_attack("adversarial training")
             if isinstance(self.adv_ratio, bool) or not isinstance(self.adv_ratio, numbers.Real) \
@@ -120,6 +158,16 @@ class AdversarialTeacher(SeededNetMixin, AdversarialTrainingMixin, NeuralNetClas
         return torch.cat([x_adv, Xi[n_adv:]]) if n_adv < len(Xi) else x_adv
 
     def train_step_single(self, batch, **fit_params):
-        """skorch's training step on the batch with its adversarial part (:meth:`adversarial_batch`)."""
+        """skorch's training step on the batch with its adversarial part (:meth:`adversarial_batch`), or the
+        TRADES step (the attack runs in eval mode, both forward passes in training mode)."""
         Xi, yi = unpack_data(batch)
-        return super().train_step_single((self.adversarial_batch(Xi, yi), yi), **fit_params)
+        if self.objective != "trades" or self.attack is None:
+            return super().train_step_single((self.adversarial_batch(Xi, yi), yi), **fit_params)
+        self._set_training(True)
+        x, y = to_tensor(Xi, device=self.device), to_tensor(yi, device=self.device)
+        x_adv = self.adversarial_examples(x, y)
+        logits_clean = self.infer(x, **fit_params)
+        logits_adv = self.infer(x_adv, **fit_params)
+        loss = OBJECTIVES["trades"](logits_clean, logits_adv, y, beta=self.beta, criterion=self.criterion_)
+        loss.backward()
+        return {"loss": loss, "y_pred": logits_clean}

@@ -1,0 +1,82 @@
+"""TRADES's inner maximisation: PGD on the KL divergence from the clean prediction (``pgd_kl``).
+
+Zhang et al., "Theoretically principled trade-off between robustness and accuracy" (ICML 2019): the
+adversarial example of TRADES maximises ``KL(softmax(f(x)) || softmax(f(x')))`` over the L-inf ball, from
+a start ``x + 0.001 * N(0, 1)``, with signed-gradient steps. It needs no label (the clean prediction is the
+target), so it is also a label-free attack on the model's own decisions.
+"""
+import torch
+from torch.nn import functional as F
+
+from ._registry import register_attack
+from ._repr import ParamsRepr
+
+__all__ = ["KLPGD"]
+
+
+def _normal_per_sample(seeds, shape):
+    """``len(seeds)`` standard normal tensors of ``shape``, row i drawn from a generator seeded with seeds[i]."""
+    gen = torch.Generator()
+    return torch.stack([torch.randn(shape, generator=gen.manual_seed(int(s))) for s in seeds])
+
+
+class KLPGD(ParamsRepr):
+    """L-inf PGD maximising the KL divergence of the prediction from the clean one (TRADES's attack).
+
+    Parameters
+    ----------
+    predict : torch.nn.Module or callable
+        The model, returning logits.
+    eps : float
+        L-inf budget.
+    nb_iter : int, default=10
+        Steps.
+    eps_iter : float, optional
+        Step size; default ``eps / 4`` (TRADES: 2/255 for eps 8/255, 10 steps).
+    init_std : float, default=0.001
+        Standard deviation of the Gaussian start around ``x``.
+    clip_min, clip_max : float, default=0.0, 1.0
+        Input range.
+
+    Notes
+    -----
+    ``perturb(x, y)`` ignores ``y``: the target is the model's clean prediction.
+    """
+
+    accepts_sample_seeds = True
+
+    def __init__(self, predict, eps, *, nb_iter=10, eps_iter=None, init_std=0.001, clip_min=0.0, clip_max=1.0):
+        self.predict = predict
+        self.eps = float(eps)
+        self.nb_iter = int(nb_iter)
+        self.eps_iter = self.eps / 4 if eps_iter is None else float(eps_iter)
+        self.init_std = float(init_std)
+        self.clip_min, self.clip_max = float(clip_min), float(clip_max)
+
+    def perturb(self, x, y=None, sample_seeds=None):
+        """Adversarial examples for ``x``; ``sample_seeds`` draws sample i's start from seed i."""
+        x = x.detach()
+        if sample_seeds is None:
+            noise = torch.randn_like(x)
+        else:
+            noise = _normal_per_sample(sample_seeds, x.shape[1:]).to(device=x.device, dtype=x.dtype)
+        with torch.no_grad():
+            target = F.softmax(self.predict(x), dim=1)
+        x_adv = (x + self.init_std * noise).clamp(self.clip_min, self.clip_max)
+        for _ in range(self.nb_iter):
+            x_adv.requires_grad_(True)
+            with torch.enable_grad():
+                loss = F.kl_div(F.log_softmax(self.predict(x_adv), dim=1), target, reduction="sum")
+                grad, = torch.autograd.grad(loss, x_adv)
+            x_adv = x_adv.detach() + self.eps_iter * grad.sign()
+            x_adv = torch.min(torch.max(x_adv, x - self.eps), x + self.eps).clamp(self.clip_min, self.clip_max)
+        return x_adv.detach()
+
+
+def _build(model, eps, clip_min, clip_max, params):
+    return KLPGD(model, eps, clip_min=clip_min, clip_max=clip_max, **params)
+
+
+register_attack("pgd_kl", _build, norm="linf", eps=0.1, defaults={"nb_iter": 10, "init_std": 0.001}, accepts=("eps_iter",),
+                description="PGD on the KL divergence from the clean prediction, the inner attack of TRADES "
+                            "(Zhang et al. 2019); label-free.")
