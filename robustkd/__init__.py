@@ -15,6 +15,7 @@ _EXPORTS = {
     "TeacherPool": "teachers",
     "RobustAccuracy": "callbacks",
     "RobustEarlyStopping": "callbacks",
+    "OneCycleLR": "callbacks",
     "EpochLog": "callbacks",
     "MultiTeacherDistiller": "distiller",
     "AdaptiveWeighter": "weighting",

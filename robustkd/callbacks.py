@@ -9,9 +9,10 @@ from skorch.callbacks import Callback
 
 from .attacks import check_eps
 from .exceptions import RobustKDWarning
+from .training._schedule import OneCycleLR
 from .evaluation.robust import robust_score
 
-__all__ = ["RobustAccuracy", "RobustEarlyStopping", "EpochLog", "TeacherWeights"]
+__all__ = ["RobustAccuracy", "RobustEarlyStopping", "OneCycleLR", "EpochLog", "TeacherWeights"]
 
 progress_logger = logging.getLogger("robustkd.progress")
 

@@ -14,6 +14,7 @@ EXAMPLES = {
     "RobustAccuracy": lambda: callbacks.RobustAccuracy(X[1700:1720], Y[1700:1720], attack="pgd", eps=0.1,
                                                        attack_params={"nb_iter": 2}),
     "RobustEarlyStopping": lambda: callbacks.RobustEarlyStopping(max_samples=16, attack_params={"nb_iter": 2}),
+    "OneCycleLR": lambda: callbacks.OneCycleLR(max_lr=0.002),
     "EpochLog": lambda: callbacks.EpochLog("teacher_{attack}"),
     "TeacherWeights": lambda: callbacks.TeacherWeights(),
 }

@@ -129,3 +129,37 @@ def test_robust_early_stopping_on_real_scores_records_both_accuracies(digits):
     net.fit(X_train[:300], y_train[:300])
     robust, fgsm = net.history[:, "valid_robust_acc"], net.history[:, "valid_fgsm_acc"]
     assert len(robust) == 2 and all(0 <= r <= f <= 1 for r, f in zip(robust, fgsm))
+
+
+def test_one_cycle_learning_rate_rises_then_falls_and_resumes_where_it_stopped(digits):
+    from robustkd.callbacks import OneCycleLR
+
+    X_train, _, y_train, _ = digits
+    X, y = X_train[:256], y_train[:256]
+    seen = []
+
+    class Rates(Callback):
+        def on_batch_end(self, net, training=False, **kwargs):
+            if training:
+                seen.append(net.optimizer_.param_groups[0]["lr"])
+
+    full = teacher(attack="fgsm_rs", lr=0.004, max_epochs=4, batch_size=64,
+                   callbacks=[OneCycleLR(pct_start=0.25, start=0.1, end=0.0), Rates()]).fit(X, y)
+    # 4 batches per epoch: progress t = i / 16, the peak at t = 0.25 (batch 4), linear on both sides
+    expected = [0.004 * (0.1 + 0.9 * (i / 16) / 0.25) if i <= 4 else 0.004 * (1 - (i / 16 - 0.25) / 0.75)
+                for i in range(16)]
+    assert seen == pytest.approx(expected)
+    assert list(full.history[:, "lr"]) == pytest.approx(expected[3::4])
+    # a fit resumed after two epochs (warm_start) continues the same schedule from epoch 3
+    seen.clear()
+    half = teacher(attack="fgsm_rs", lr=0.004, max_epochs=2, batch_size=64,
+                   callbacks=[OneCycleLR(pct_start=0.25, start=0.1, end=0.0), Rates()]).fit(X, y)
+    half.set_params(max_epochs=4, warm_start=True)
+    seen.clear()
+    half.fit(X, y)
+    assert seen[:4] == pytest.approx(expected[8:12])
+    for bad, message in [(dict(pct_start=1.0), r"pct_start must be in \(0, 1\); got pct_start=1.0"),
+                         (dict(end=2.0), r"end must be in \[0, 1\]; got end=2.0"),
+                         (dict(max_lr=0.0), r"max_lr must be > 0; got max_lr=0.0")]:
+        with pytest.raises(ValueError, match=message):
+            teacher(attack=None, max_epochs=1, callbacks=[OneCycleLR(**bad)]).fit(X, y)

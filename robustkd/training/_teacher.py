@@ -163,7 +163,7 @@ class AdversarialTeacher(SeededNetMixin, AdversarialTrainingMixin, NeuralNetClas
         Xi, yi = unpack_data(batch)
         if self.objective != "trades" or self.attack is None:
             return super().train_step_single((self.adversarial_batch(Xi, yi), yi), **fit_params)
-        self._set_training(True)
+        self.module_.train()
         x, y = to_tensor(Xi, device=self.device), to_tensor(yi, device=self.device)
         x_adv = self.adversarial_examples(x, y)
         logits_clean = self.infer(x, **fit_params)
