@@ -14,7 +14,10 @@ with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
 EXTRAS = {
     "plot": ["matplotlib>=3.5"],
     # pyautoattack packages the original AutoAttack code: the reference our APGD is checked against
-    "test": ["pytest>=7", "hypothesis>=6", "numpydoc>=1.6", "matplotlib>=3.5", "pandas>=1.5", "pyautoattack>=0.2"],
+    # dask[distributed]: tests/test_dask.py fits a pool and a grid search on a real LocalCluster
+    "test": ["pytest>=7", "hypothesis>=6", "numpydoc>=1.6", "matplotlib>=3.5", "pandas>=1.5", "pyautoattack>=0.2",
+             "dask[distributed]>=2023.1"],
+    "dask": ["dask[distributed]>=2023.1"],
     "docs": ["sphinx>=7", "numpydoc>=1.6", "sphinx-gallery>=0.15", "matplotlib>=3.5", "pandas>=1.5",
              "sphinx-mathjax-offline>=0.0.2"],
 }

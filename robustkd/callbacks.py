@@ -95,7 +95,8 @@ class RobustEarlyStopping(Callback):
     rises; when robust accuracy falls more than ``collapse`` below its best while FGSM accuracy is at
     least what it was then, it warns and, with ``stop_on_collapse``, ends the fit. ``patience`` ends it
     after that many epochs without a new best. The validation split is skorch's ``train_split``
-    (e.g. ``ValidSplit(0.1)``): data held out from training, never the test set.
+    (e.g. ``ValidSplit(0.1)``): data held out from training, never the test set. A fit it ends records why
+    in the last epoch's ``stopped_early`` (``"collapse"`` or ``"patience"``).
 
     Parameters
     ----------
@@ -177,8 +178,10 @@ class RobustEarlyStopping(Callback):
                           "smaller step" + (". Stopping; the best epoch is kept." if self.stop_on_collapse else ""),
                           RobustKDWarning, stacklevel=2)
             if self.stop_on_collapse:
+                net.history.record("stopped_early", "collapse")
                 raise KeyboardInterrupt   # skorch's way to end a fit; robustkd's nets end it normally
         if self.patience is not None and self.misses_ >= self.patience:
+            net.history.record("stopped_early", "patience")
             raise KeyboardInterrupt
 
     def on_train_end(self, net, **kwargs):

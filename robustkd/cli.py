@@ -10,7 +10,7 @@ import time
 
 from ._cli_output import ProgressPrinter, attack_lines, format_report, format_results  # noqa: F401  (public)
 from ._names import ATTACKS
-from .experiments.config import ExperimentConfig
+from .experiments.config import PROTOCOLS, ExperimentConfig
 
 __all__ = ["main"]
 
@@ -27,7 +27,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def _joined(values):
-    return ",".join(str(v) for v in values)
+    return None if values is None else ",".join(str(v) for v in values)
 
 
 class CLIError(Exception):
@@ -66,6 +66,9 @@ def cmd_evaluate(args):
     from .scoring import robustness_report
     from .teachers import AdversarialTeacher
 
+    protocol = PROTOCOLS.get(args.dataset, PROTOCOLS["digits"])
+    args.epochs = protocol["epochs"] if args.epochs is None else args.epochs
+    args.eps = list(protocol["eps"]) if args.eps is None else args.eps
     try:
         X_train, X_test, y_train, y_test = load_split(args.dataset, args.data_home, args.download, args.seed,
                                                       args.n_train, args.n_test)
@@ -104,7 +107,7 @@ def cmd_reproduce(args):
     from .experiments import reproduce
 
     cfg = ExperimentConfig(**{name: tuple(getattr(args, name)) if isinstance(getattr(args, name), list)
-                              else getattr(args, name) for name in _FIELDS})
+                              else getattr(args, name) for name in _FIELDS}).resolved()
     logging.getLogger("robustkd").setLevel(logging.WARNING)
     start = time.perf_counter()
     printer = None
@@ -148,11 +151,15 @@ def _add_config_option(parser, name, **override):
             parser.add_argument(_option_name(name), action="store_true", help=meta["help"])
         return
     kwargs = {"default": default, "help": meta["help"]}
+    if default is None and name in PROTOCOLS["digits"]:
+        per_set = "; ".join(f"{data}: {_joined(p[name]) if isinstance(p[name], tuple) else p[name]}"
+                            for data, p in PROTOCOLS.items())
+        kwargs["help"] += f" (default per data set, {per_set})"
     if meta["kind"] == "names":
         kwargs.update(type=_csv("attacks"), default=_joined(default))
         kwargs["help"] += f", comma-separated, from {','.join(ATTACKS)}"
     elif meta["kind"] == "budgets":
-        kwargs.update(type=_csv("eps"), default=_joined(default), help=meta["help"] + ", comma-separated")
+        kwargs.update(type=_csv("eps"), default=_joined(default), help=kwargs["help"] + ", comma-separated")
     elif name == "device":
         kwargs["type"] = _device
     elif field.type in (int, float):

@@ -79,6 +79,50 @@ def test_reproduce_writes_every_cell_and_reuses_saved_models(tmp_path, capsys):
     fit_times = {m: t for m, t in first["timings"].items() if not m.startswith("eval_")}
     assert set(fit_times) == set(METHODS) and all(t > 0 for t in fit_times.values())
     assert {m: second["timings"][m] for m in fit_times} == fit_times, "a re-run keeps the recorded fit times"
+    assert second["timings"] == first["timings"], "and the finished evaluations, with their times"
+    assert len(list((out / "evaluations").glob("*.json"))) == len(METHODS)
+    # other evaluation settings evaluate again (the models are reused)
+    assert main([a if a != "0.1,0.2" else "0.2" for a in TINY] + ["--out", str(out)]) == 0
+    third = json.loads((out / "results.json").read_text())
+    assert all(third["reused"].values()) and {r["eps"] for r in third["results"]} == {0.0, 0.2}
+    assert len(list((out / "evaluations").glob("*.json"))) == 2 * len(METHODS)
+
+
+def test_protocols_fill_only_the_unset_fields():
+    from robustkd.experiments import PROTOCOLS, ExperimentConfig
+
+    fashion = ExperimentConfig(dataset="fashion-mnist").resolved()
+    assert (fashion.n_train, fashion.n_test, fashion.epochs, fashion.attacks, fashion.train_eps) == (
+        None, None, 10, ("fgsm", "fgsm_rs", "nfgsm"), 0.1)
+    assert (fashion.lr_schedule, fashion.valid_size, fashion.autoattack_n_test, fashion.eval_attacks) == (
+        "onecycle", 1000, 1000, ("fgsm", "pgd"))
+    mine = ExperimentConfig(dataset="fashion-mnist", epochs=3, autoattack_n_test=0, lr_schedule="constant").resolved()
+    assert (mine.epochs, mine.autoattack_n_test, mine.lr_schedule, mine.lr) == (3, 0, "constant", 0.004)
+    digits = ExperimentConfig().resolved()
+    assert {k: getattr(digits, k) for k in PROTOCOLS["digits"]} == PROTOCOLS["digits"]
+    assert digits.epochs == 15 and digits.attacks == ("fgsm", "pgd", "mim") and digits.lr_schedule == "constant"
+    assert ExperimentConfig(dataset="fashion-mnist").check().epochs is None, "check leaves unset fields unset"
+
+
+def test_reproduce_with_fast_teachers_a_one_cycle_schedule_and_robust_selection(tmp_path):
+    import json
+
+    import joblib
+
+    out = tmp_path / "out"
+    argv = [a for a in TINY if a not in ("--epochs", "1")] + [
+        "--epochs", "2", "--attacks", "fgsm_rs,nfgsm", "--lr-schedule", "onecycle", "--lr", "0.003",
+        "--valid-size", "40", "--student-attack", "fgsm_rs", "--no-adversarial-student", "--out", str(out)]
+    assert main(argv) == 0
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["config"]["valid_size"] == 40 and summary["config"]["lr_schedule"] == "onecycle"
+    assert summary["teacher_names"] == ["fgsm_rs", "nfgsm"]
+    pool = joblib.load(next((out / "models").glob("teachers-*.joblib")))["model"]
+    for teacher in pool.teachers_:
+        history = teacher.history
+        assert len(history[:, "valid_robust_acc"]) == 2 and history[-1, "lr"] == pytest.approx(0.003 * 0.125 / 0.6)
+        trained = sum(b["train_batch_size"] for b in history[0]["batches"] if "train_batch_size" in b)
+        assert trained == 200, "240 training images, 40 held out for the robust selection"
 
 
 def test_reproduce_prints_one_table_per_attack(tmp_path, capsys):
@@ -148,7 +192,8 @@ def test_help_shows_every_option_with_its_default_and_plain_text(capsys):
         options = re.findall(r"^  (--[a-z-]+)", text, re.M)
         assert len(options) >= 10
     flat = " ".join(text.split())
-    assert "(default: fgsm,pgd,mim)" in flat and "(default: 0.2)" in flat and "or auto" in flat
+    assert "(default per data set, digits: fgsm,pgd,mim; mnist: fgsm,pgd,mim; fashion-mnist: fgsm,fgsm_rs,nfgsm)" \
+        in flat and "digits: 0.2; mnist: 0.2; fashion-mnist: 0.1)" in flat and "or auto" in flat
 
 
 def test_cli_names_match_the_registries():

@@ -103,6 +103,7 @@ def test_robust_early_stopping_keeps_the_best_epoch_and_stops_at_catastrophic_ov
                                              r"0.550 \(epoch 2\) to 0.050 while FGSM accuracy rose to 0.900"):
         net.fit(X_train[:200], y_train[:200])
     assert len(net.history) == 4, "the fit stops at the collapse"
+    assert net.history[-1, "stopped_early"] == "collapse" and "stopped_early" not in net.history[-2]
     assert net.history[:, "valid_robust_best"] == [True, True, False, False]
     assert net.history[:, "valid_robust_acc"] == [0.40, 0.55, 0.50, 0.05]
     for key, value in net.module_.state_dict().items():        # the best epoch's weights are back
@@ -115,6 +116,7 @@ def test_robust_early_stopping_patience_and_its_errors(digits, monkeypatch):
     net = teacher(attack="pgd", max_epochs=6, train_split=ValidSplit(5),
                   callbacks=[RobustEarlyStopping(patience=2, restore_best=False)])
     assert len(net.fit(X_train[:200], y_train[:200]).history) == 3
+    assert net.history[-1, "stopped_early"] == "patience"
     with pytest.raises(ValueError, match="needs a validation split: set train_split"):
         teacher(attack="pgd", max_epochs=1, callbacks=[RobustEarlyStopping()]).fit(X_train[:64], y_train[:64])
     with pytest.raises(ValueError, match=r"collapse must be in \(0, 1\]; got collapse=2"):

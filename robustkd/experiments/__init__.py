@@ -6,11 +6,14 @@ multi-teacher student (ensemble baseline), the adaptive MTKD-AR student and
 (optionally) the adversarial-student variant; it scores each on clean data and under
 each evaluation attack at each eps, and writes ``results.json``, ``results.csv`` and
 PNG plots. Fitted models are saved under ``out/models`` with a key derived from every
-setting that affects them, so a second run with the same settings reuses them.
+setting that affects them, so a second run with the same settings reuses them; each model's
+evaluation is saved under ``out/evaluations`` too, so a run interrupted during a long
+evaluation resumes with the next model. Settings left unset come from the data set's
+protocol (:data:`PROTOCOLS`): Fashion-MNIST's is the full-size one.
 """
 from ..datasets import load_split
-from .config import ExperimentConfig
+from .config import PROTOCOLS, ExperimentConfig
 from .plots import plot_results, plot_teacher_weights
 from .runner import reproduce
 
-__all__ = ["ExperimentConfig", "reproduce", "load_split", "plot_results", "plot_teacher_weights"]
+__all__ = ["ExperimentConfig", "PROTOCOLS", "reproduce", "load_split", "plot_results", "plot_teacher_weights"]

@@ -9,7 +9,24 @@ import numbers
 from .._names import ATTACKS, SCHEMES, TRAINING_ONLY
 from ..datasets import dataset_names
 
-__all__ = ["ExperimentConfig"]
+__all__ = ["ExperimentConfig", "PROTOCOLS"]
+
+_QUICK = dict(epochs=15, attacks=("fgsm", "pgd", "mim"), train_eps=0.2,
+              eval_attacks=("fgsm", "pgd", "bim", "mim", "cw_linf"), eps=(0.05, 0.1, 0.2, 0.3), autoattack_n_test=0,
+              lr=1e-3, lr_schedule="constant", student_attack="pgd", valid_size=0)
+
+#: The settings each data set uses for the fields left unset (None): the protocol of ``robustkd reproduce``.
+#: digits (and MNIST) keep the small protocol; Fashion-MNIST uses the full-size one: every training and
+#: test image, fast single-step teachers with a one-cycle learning rate, each teacher's most robust epoch
+#: on 1,000 held-out training images, the cheap attacks on every test image and AutoAttack on the first
+#: 1,000 (its cost on a CPU).
+PROTOCOLS = {
+    "digits": _QUICK,
+    "mnist": _QUICK,
+    "fashion-mnist": dict(epochs=10, attacks=("fgsm", "fgsm_rs", "nfgsm"), train_eps=0.1,
+                          eval_attacks=("fgsm", "pgd"), eps=(0.05, 0.1, 0.2), autoattack_n_test=1000, lr=4e-3,
+                          lr_schedule="onecycle", student_attack="fgsm_rs", valid_size=1000),
+}
 
 
 def _field(default, help, kind=None, choices=None):
@@ -32,13 +49,13 @@ class ExperimentConfig:
         Download MNIST/Fashion-MNIST when missing.
     out : str, default="robustkd_out"
         Output folder; fitted models go to ``out/models`` and are reused.
-    epochs : int, default=15
+    epochs : int, optional
         Epochs for every model.
-    attacks : tuple of str, default=("fgsm", "pgd", "mim")
+    attacks : tuple of str, optional
         One adversarially trained teacher per attack.
-    train_eps : float, default=0.2
+    train_eps : float, optional
         Budget of the teachers' (and the adversarial student's) training attacks.
-    eval_attacks : tuple of str, default=("fgsm", "pgd", "bim", "mim", "cw_linf")
+    eval_attacks : tuple of str, optional
         Attacks of the evaluation, besides AutoAttack.
     autoattack : bool, default=True
         Also evaluate with ``"autoattack"`` (the standard version: APGD-CE, APGD-T, FAB-T, Square)
@@ -47,8 +64,19 @@ class ExperimentConfig:
         Run AutoAttack, and so the worst case, on the first ``autoattack_n_test`` test images only
         (the same images for every model; the test split is already a random subset): its cost on a
         CPU. The other attacks still use every test image; ``n_samples`` in the results says which.
-    eps : tuple of float, default=(0.05, 0.1, 0.2, 0.3)
+        0: every test image.
+    eps : tuple of float, optional
         Evaluation budgets.
+    lr : float, optional
+        Learning rate of every model (Adam), the peak of a one-cycle schedule.
+    lr_schedule : {"constant", "onecycle"}, optional
+        ``"onecycle"``: :class:`~robustkd.callbacks.OneCycleLR` (fast adversarial training's schedule).
+    student_attack : str, optional
+        Training attack of the adversarial student.
+    valid_size : int, optional
+        Training images held out for robust model selection: each teacher keeps its epoch with the best
+        PGD accuracy on them (:class:`~robustkd.callbacks.RobustEarlyStopping`, also a guard against
+        catastrophic overfitting); 0: none, every image trains.
     scheme : str, default="confidence"
         Weighting scheme of the adaptive student.
     temperature : float, default=4.0
@@ -67,6 +95,15 @@ class ExperimentConfig:
         Torch device (``"auto"``: CUDA when available).
     seed : int, default=0
         Seeds the split, the models and the attacks.
+
+    Notes
+    -----
+    The fields documented as optional default to None: the data set's protocol (:data:`PROTOCOLS`) fills
+    them in :meth:`resolved`. digits and MNIST: 15 epochs, teachers FGSM, PGD and MIM at eps 0.2, every
+    evaluation attack at eps 0.05 to 0.3. Fashion-MNIST: the full-size protocol (every image; 10 epochs;
+    teachers FGSM, FGSM-RS and N-FGSM at eps 0.1 with a one-cycle learning rate peaking at 0.004 and robust
+    model selection on 1,000 held-out training images; FGSM and PGD on every test image and AutoAttack on the
+    first 1,000, at eps 0.05, 0.1 and 0.2).
     """
 
     dataset: str = _field("digits", "data set", choices=dataset_names)
@@ -75,15 +112,20 @@ class ExperimentConfig:
     download: bool = _field(False, "download MNIST/Fashion-MNIST if missing")
     out: str = _field("robustkd_out", "output folder; finished models are saved in OUT/models and reused by the "
                                       "next run with the same settings")
-    epochs: int = _field(15, "training epochs of every model")
-    attacks: tuple = _field(("fgsm", "pgd", "mim"), "one adversarially trained teacher per attack", "names")
-    train_eps: float = _field(0.2, "budget of the teachers' training attacks")
-    eval_attacks: tuple = _field(("fgsm", "pgd", "bim", "mim", "cw_linf"), "attacks of the evaluation besides "
-                                                                             "AutoAttack", "names")
+    epochs: int = _field(None, "training epochs of every model")
+    attacks: tuple = _field(None, "one adversarially trained teacher per attack", "names")
+    train_eps: float = _field(None, "budget of the teachers' training attacks")
+    eval_attacks: tuple = _field(None, "attacks of the evaluation besides AutoAttack", "names")
     autoattack: bool = _field(True, "evaluate with AutoAttack (standard version) too, in the worst case")
     autoattack_n_test: int = _field(None, "run AutoAttack and the worst case on the first N test images only, the "
-                                          "same for every model (default: all of them)")
-    eps: tuple = _field((0.05, 0.1, 0.2, 0.3), "evaluation budgets", "budgets")
+                                          "same for every model (0: all of them)")
+    eps: tuple = _field(None, "evaluation budgets", "budgets")
+    lr: float = _field(None, "learning rate of every model (Adam; the peak of a one-cycle schedule)")
+    lr_schedule: str = _field(None, "learning-rate schedule", choices=lambda: ["constant", "onecycle"])
+    student_attack: str = _field(None, "training attack of the adversarial student",
+                                 choices=lambda: list(ATTACKS))
+    valid_size: int = _field(None, "training images held out to keep each teacher's most robust epoch (PGD "
+                                   "accuracy on them; 0: none)")
     scheme: str = _field("confidence", "weighting scheme of the adaptive student", choices=lambda: list(SCHEMES))
     temperature: float = _field(4.0, "distillation temperature")
     alpha: float = _field(0.9, "share of the distillation term")
@@ -95,8 +137,15 @@ class ExperimentConfig:
     device: str = _field("cpu", "torch device: cpu, cuda, cuda:<index> or auto (CUDA when available)")
     seed: int = _field(0, "seeds the split, the models and the attacks")
 
+    def resolved(self):
+        """A copy with every unset (None) field taken from the data set's protocol (:data:`PROTOCOLS`)."""
+        protocol = PROTOCOLS.get(self.dataset, _QUICK)
+        return dataclasses.replace(self, **{k: v for k, v in protocol.items() if getattr(self, k) is None})
+
     def check(self, label=str):
         """Raise a ValueError naming the first invalid field (``label(name)`` names it, e.g. as an option).
+
+        Unset fields (None, the protocol's) are checked once :meth:`resolved` has filled them.
 
         Returns
         -------
@@ -105,6 +154,8 @@ class ExperimentConfig:
         """
         for f in dataclasses.fields(self):
             value, name = getattr(self, f.name), label(f.name)
+            if value is None:
+                continue
             choices = f.metadata["choices"]
             if choices is not None and value not in choices():
                 raise ValueError(f"{name} must be one of {list(choices())}; got {value!r}")
@@ -119,13 +170,18 @@ class ExperimentConfig:
             if f.metadata["kind"] == "budgets" and (not value or any(not 0 < e < float("inf") for e in value)):
                 raise ValueError(f"{name} values must be finite and > 0; got {list(value)}")
         positive = {"epochs": self.epochs, "n_train": self.n_train, "n_test": self.n_test,
-                    "autoattack_n_test": self.autoattack_n_test,
                     "batch_size": self.batch_size, "n_jobs": self.n_jobs}
         for key, value in positive.items():
             if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
                 raise ValueError(f"{label(key)} must be >= 1; got {value}")
-        if not 0 < self.train_eps < float("inf"):
+        for key in ("autoattack_n_test", "valid_size"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0):
+                raise ValueError(f"{label(key)} must be >= 0; got {value}")
+        if self.train_eps is not None and not 0 < self.train_eps < float("inf"):
             raise ValueError(f"{label('train_eps')} values must be finite and > 0; got [{self.train_eps}]")
+        if self.lr is not None and not 0 < self.lr < float("inf"):
+            raise ValueError(f"{label('lr')} must be finite and > 0; got {self.lr}")
         if not self.temperature > 0:
             raise ValueError(f"{label('temperature')} must be > 0; got {self.temperature}")
         if not 0 <= self.alpha <= 1:

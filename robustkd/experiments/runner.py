@@ -21,7 +21,7 @@ def _key(**parts):
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-MODEL_FORMAT = "robustkd-run-model-2"  # part of every model key: files from older versions are not reused
+MODEL_FORMAT = "robustkd-run-model-3"  # part of every model key: files from older versions are not reused
 
 
 def _epochs_trained(model):
@@ -30,6 +30,15 @@ def _epochs_trained(model):
     if nets is not None and not hasattr(model, "module_"):
         return min(_epochs_trained(t) for t in nets)
     return sum(1 for row in model.history if "dur" in row)
+
+
+def _finished(model, epochs):
+    """Whether a fitted net (or every teacher of a pool) trained all ``epochs``, or was ended on purpose by a
+    callback that says so in its history (``stopped_early``, e.g. :class:`~robustkd.callbacks.RobustEarlyStopping`)."""
+    nets = getattr(model, "teachers_", None)
+    if nets is not None and not hasattr(model, "module_"):
+        return all(_finished(t, epochs) for t in nets)
+    return _epochs_trained(model) == epochs or bool(len(model.history) and model.history[-1].get("stopped_early"))
 
 
 def _fit_or_load(path, make, X, y, epochs, log):
@@ -41,15 +50,14 @@ def _fit_or_load(path, make, X, y, epochs, log):
     """
     if os.path.exists(path):
         saved = joblib.load(path)
-        if isinstance(saved, dict) and saved.get("format") == MODEL_FORMAT and \
-                _epochs_trained(saved["model"]) == epochs:
+        if isinstance(saved, dict) and saved.get("format") == MODEL_FORMAT and _finished(saved["model"], epochs):
             log("reusing", os.path.basename(path))
             return saved["model"], saved["fit_seconds"], True
         logger.warning("%s is not a finished model of this run; training it again", path)
     start = time.perf_counter()
     model = make().fit(X, y)
     seconds = time.perf_counter() - start
-    if _epochs_trained(model) != epochs:
+    if not _finished(model, epochs):
         raise RuntimeError(f"{os.path.basename(path)} trained {_epochs_trained(model)} of {epochs} epochs; "
                            "not saving it as a finished model")
     tmp = path + ".tmp"
@@ -86,7 +94,9 @@ def reproduce(cfg, progress=None):
     """
     import numpy as np
 
-    from ..callbacks import EpochLog
+    from skorch.dataset import ValidSplit
+
+    from ..callbacks import EpochLog, OneCycleLR, RobustEarlyStopping
     from ..distillation import MultiTeacherDistiller
     from ..evaluation import robustness_report
     from ..models import SmallCNN
@@ -98,33 +108,45 @@ def reproduce(cfg, progress=None):
         else:
             logger.info("%s %s", stage, name)
 
-    cfg.check()
+    cfg = cfg.check().resolved().check()
     os.makedirs(os.path.join(cfg.out, "models"), exist_ok=True)
     X_train, X_test, y_train, y_test = load_split(cfg.dataset, cfg.data_home, cfg.download, cfg.seed,
                                                   cfg.n_train, cfg.n_test)
     n_classes = DATASETS[cfg.dataset].n_classes
-    common = dict(module__input_shape=tuple(X_train.shape[1:]), module__n_classes=n_classes,
+    common = dict(module__input_shape=tuple(X_train.shape[1:]), module__n_classes=n_classes, lr=cfg.lr,
                   max_epochs=cfg.epochs, batch_size=cfg.batch_size, train_split=None, verbose=0, device=cfg.device)
     data_key = dict(dataset=cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed,
-                    epochs=cfg.epochs, batch_size=cfg.batch_size, n=len(X_train), format=MODEL_FORMAT)
-    models, timings, reused = {}, {}, {}
+                    epochs=cfg.epochs, batch_size=cfg.batch_size, n=len(X_train), lr=cfg.lr,
+                    lr_schedule=cfg.lr_schedule, format=MODEL_FORMAT)
+
+    def callbacks(name):
+        return [EpochLog(name)] + ([OneCycleLR()] if cfg.lr_schedule == "onecycle" else [])
+    models, timings, reused, files = {}, {}, {}, {}
 
     def path(name, **extra):
         return os.path.join(cfg.out, "models", f"{name}-{_key(**data_key, **extra)}.joblib")
 
     def fit(name, make, **extra):
         log("training", name)
-        models[name], timings[name], reused[name] = _fit_or_load(path(name, **extra), make, X_train, y_train,
+        files[name] = path(name, **extra)
+        models[name], timings[name], reused[name] = _fit_or_load(files[name], make, X_train, y_train,
                                                                  cfg.epochs, lambda *a: log(*a))
         log("done", name)
         return models[name]
 
     fit("standard", lambda: AdversarialTeacher(SmallCNN, attack=None, random_state=cfg.seed,
-                                               callbacks=[EpochLog("standard")], **common))
-    teacher_key = dict(attacks=list(cfg.attacks), train_eps=cfg.train_eps)
+                                               callbacks=callbacks("standard"), **common))
+    teacher_key = dict(attacks=list(cfg.attacks), train_eps=cfg.train_eps, valid_size=cfg.valid_size)
     log("training", f"{len(cfg.attacks)} teachers ({', '.join(cfg.attacks)})")
-    template = AdversarialTeacher(SmallCNN, eps=cfg.train_eps, callbacks=[EpochLog("teacher_{attack}")], **common)
-    pool, _, was_reused = _fit_or_load(path("teachers", **teacher_key), lambda: TeacherPool(
+    selection = {}
+    if cfg.valid_size:  # robust model selection on training images held out from the teachers (never the test set)
+        selection = dict(train_split=ValidSplit(cfg.valid_size / len(X_train), stratified=True,
+                                                random_state=cfg.seed))
+    template = AdversarialTeacher(SmallCNN, eps=cfg.train_eps, **{**common, **selection}, callbacks=callbacks(
+        "teacher_{attack}") + ([RobustEarlyStopping(max_samples=cfg.valid_size, random_state=cfg.seed)]
+                               if cfg.valid_size else []))
+    pool_file = path("teachers", **teacher_key)
+    pool, _, was_reused = _fit_or_load(pool_file, lambda: TeacherPool(
         template, attacks=list(cfg.attacks), n_jobs=cfg.n_jobs, random_state=cfg.seed), X_train, y_train,
         cfg.epochs, lambda *a: log(*a))
     log("done", "teachers")
@@ -132,14 +154,15 @@ def reproduce(cfg, progress=None):
         models[f"teacher_{teacher.attack}"] = teacher
         timings[f"teacher_{teacher.attack}"] = float(sum(teacher.history[:, "dur"]))
         reused[f"teacher_{teacher.attack}"] = was_reused
+        files[f"teacher_{teacher.attack}"] = pool_file
 
-    student = dict(module__input_shape=common["module__input_shape"], module__n_classes=n_classes,
+    student = dict(module__input_shape=common["module__input_shape"], module__n_classes=n_classes, lr=cfg.lr,
                    max_epochs=cfg.epochs, batch_size=cfg.batch_size, train_split=None, verbose=0,
                    device=cfg.device, temperature=cfg.temperature, alpha=cfg.alpha, random_state=cfg.seed)
     kd_key = dict(teacher_key, temperature=cfg.temperature, alpha=cfg.alpha)
 
     def distiller(name, teachers, **kwargs):
-        return MultiTeacherDistiller(teachers, module=SmallCNN, callbacks=[EpochLog(name)], **kwargs, **student)
+        return MultiTeacherDistiller(teachers, module=SmallCNN, callbacks=callbacks(name), **kwargs, **student)
 
     for teacher in pool.teachers_:
         name = f"kd_{teacher.attack}"
@@ -148,15 +171,17 @@ def reproduce(cfg, progress=None):
     fit("mtkd_adaptive", lambda: distiller("mtkd_adaptive", pool, weighter=cfg.scheme), **kd_key, scheme=cfg.scheme)
     if cfg.adversarial_student:
         fit("mtkd_adversarial", lambda: distiller("mtkd_adversarial", pool, weighter=cfg.scheme,
-                                                  student_inputs="adversarial", attack="pgd", eps=cfg.train_eps),
-            **kd_key, scheme=cfg.scheme, adversarial="pgd")
+                                                  student_inputs="adversarial", attack=cfg.student_attack,
+                                                  eps=cfg.train_eps),
+            **kd_key, scheme=cfg.scheme, adversarial=cfg.student_attack)
 
     results = []
+    os.makedirs(os.path.join(cfg.out, "evaluations"), exist_ok=True)
     for name, model in models.items():
         log("evaluating", name)
-        start = time.perf_counter()
-        rows = _report(robustness_report, model, X_test, y_test, cfg)
-        timings[f"eval_{name}"] = time.perf_counter() - start
+        rows, timings[f"eval_{name}"] = _evaluate_or_load(
+            os.path.join(cfg.out, "evaluations", f"{name}-{_eval_key(files[name], cfg, len(X_test))}.json"),
+            lambda m=model: _report(robustness_report, m, X_test, y_test, cfg), lambda *a: log(*a), name)
         results.extend(dict(method=name, **row) for row in rows)
         log("done", f"evaluating {name}")
 
@@ -177,6 +202,31 @@ def reproduce(cfg, progress=None):
     return summary
 
 
+def _eval_key(model_file, cfg, n_test):
+    """Identifies one model file (path and modification time: a re-trained model is evaluated again) and
+    the evaluation's settings."""
+    return _key(model=os.path.abspath(model_file), mtime=os.stat(model_file).st_mtime_ns, attacks=eval_attacks(cfg),
+                eps=list(cfg.eps), autoattack_n_test=cfg.autoattack_n_test, seed=cfg.seed, n_test=n_test,
+                device=cfg.device, format=MODEL_FORMAT)
+
+
+def _evaluate_or_load(path, evaluate, log, name):
+    """A model's report rows and evaluation seconds, from ``path`` when a previous run finished them (so a run
+    interrupted during a long evaluation resumes with the next model), else computed and saved there."""
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+        log("reusing", f"evaluation of {name}")
+        return saved["rows"], saved["seconds"]
+    start = time.perf_counter()
+    rows = evaluate()
+    seconds = time.perf_counter() - start
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump({"rows": rows, "seconds": seconds}, f)
+    os.replace(path + ".tmp", path)
+    return rows, seconds
+
+
 def eval_attacks(cfg):
     """The attacks of the evaluation: ``cfg.eval_attacks``, then AutoAttack unless ``cfg.autoattack`` is False."""
     return list(dict.fromkeys(list(cfg.eval_attacks) + (["autoattack"] if cfg.autoattack else [])))
@@ -191,7 +241,7 @@ def _report(robustness_report, model, X, y, cfg):
     attacks = eval_attacks(cfg)
     kwargs = dict(eps=list(cfg.eps), random_state=cfg.seed, device=cfg.device)
     n_aa = cfg.autoattack_n_test
-    if "autoattack" not in attacks or n_aa is None or n_aa >= len(X):
+    if "autoattack" not in attacks or not n_aa or n_aa >= len(X):
         return robustness_report(model, X, y, attacks=attacks, **kwargs)
     subset = robustness_report(model, X[:n_aa], y[:n_aa], attacks=attacks, **kwargs)
     cheap = [a for a in attacks if a != "autoattack"]
