@@ -13,7 +13,7 @@ import contextlib
 import torch
 from torch import nn
 
-__all__ = ["channels_last"]
+__all__ = ["channels_last", "channels_last_training"]
 
 
 def _convertible(module, probe):
@@ -41,24 +41,67 @@ def channels_last(module, probe):
     module
         The same object.
     """
-    if not _convertible(module, probe):
-        yield module
-        return
-    params = [p for p in module.parameters() if p.dim() == 4]
-    originals = [p.data for p in params]
-    with torch.no_grad():
-        before = module(probe)
-        for p in params:
-            p.data = torch.empty_like(p.data, memory_format=torch.channels_last).copy_(p.data)
-        try:
-            same = torch.allclose(module(probe), before, rtol=1e-4, atol=1e-4)
-        except RuntimeError:
-            same = False
-    if not same:
-        for p, data in zip(params, originals):
-            p.data = data
+    converted = _convert(module, probe)
     try:
         yield module
     finally:
+        for p, data in converted:
+            p.data = data
+
+
+def _convert(module, probe):
+    """Make the 4-D parameters channels-last if the module's eval-mode outputs on ``probe`` stay the same;
+    return ``[(parameter, original tensor)]`` of what was converted (empty when nothing was)."""
+    if not _convertible(module, probe):
+        return []
+    params = [p for p in module.parameters() if p.dim() == 4]
+    originals = [p.data for p in params]
+    was_training = module.training
+    module.eval()   # no dropout: the probe draws no random numbers
+    with torch.no_grad():
+        try:
+            before = module(probe)
+            for p in params:
+                p.data = torch.empty_like(p.data, memory_format=torch.channels_last).copy_(p.data)
+            same = torch.allclose(module(probe), before, rtol=1e-4, atol=1e-4)
+        except RuntimeError:
+            same = False
+    module.train(was_training)
+    if not same:
         for p, data in zip(params, originals):
             p.data = data
+        return []
+    return list(zip(params, originals))
+
+
+@contextlib.contextmanager
+def channels_last_training(module, probe):
+    """Context in which ``module`` trains with channels-last 4-D weights, when that is safe and on the CPU.
+
+    As :func:`channels_last`, but for weights that change: on exit the trained values are copied back
+    into the original (NCHW) tensors, which the parameters get back, so the model saved, pickled or
+    moved afterwards is laid out as before. A forward and backward pass of a small CNN is 1.4-1.5x
+    faster this way on this machine's CPU (``benchmarks/hot_loops.py``); the trained weights differ
+    from an NCHW run by float rounding only. Optimizer state created in the block stays channels-last,
+    which the optimizers handle.
+
+    Parameters
+    ----------
+    module : torch.nn.Module or any object
+        The model being trained.
+    probe : torch.Tensor or None
+        A few training inputs on the module's device (None: nothing is converted).
+
+    Yields
+    ------
+    module
+        The same object.
+    """
+    converted = _convert(module, probe)
+    try:
+        yield module
+    finally:
+        with torch.no_grad():
+            for p, data in converted:
+                data.copy_(p.data)
+                p.data = data

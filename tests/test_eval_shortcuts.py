@@ -87,3 +87,49 @@ def test_share_memos_links_only_attacks_that_differ_in_eps(standard_net):
     assert fab_members[0].memo is fab_members[1].memo
     assert repr(a) == repr(get_attack("fab_t", module, eps=0.1))     # the memo is not a parameter
     np.testing.assert_equal(get_attack("fab_t", module, eps=0.1).memo, None)
+
+
+def test_training_runs_channels_last_and_hands_back_nchw_weights_of_the_same_training(digits, monkeypatch):
+    import robustkd._base as base
+    from robustkd import AdversarialTeacher, SmallCNN
+
+    X_train, _, y_train, _ = digits
+    X, y = X_train[:256], y_train[:256]
+    layouts = []
+
+
+    def make():
+        return AdversarialTeacher(SmallCNN, module__input_shape=(1, 8, 8), attack="fgsm_rs", eps=0.1, max_epochs=2,
+                                  batch_size=32, train_split=None, verbose=0, random_state=0)
+
+    import robustkd.attacks._fast as fast
+    original = fast.NoisyFGSM.perturb
+    monkeypatch.setattr(fast.NoisyFGSM, "perturb", lambda self, x, y, **kw: (
+        layouts.append(all(p.stride()[1] == 1 for p in self.predict.parameters() if p.dim() == 4)),
+        original(self, x, y, **kw))[1])
+    fast_fit = make().fit(X, y)
+    assert layouts and all(layouts), "the training attack ran on channels-last weights"
+    assert all(p.is_contiguous() for p in fast_fit.module_.parameters()), "NCHW weights once fitted"
+    layouts.clear()
+    monkeypatch.setattr(base.SeededNetMixin, "_layout_probe", lambda self, X: None)   # the NCHW reference
+    reference = make().fit(X, y)
+    assert layouts and not any(layouts)
+    for p, q in zip(fast_fit.module_.parameters(), reference.module_.parameters()):
+        assert torch.allclose(p, q, atol=1e-4), "the same training up to float rounding"
+    # a warm-started fit goes on from the trained weights, channels-last again
+    before = [p.detach().clone() for p in fast_fit.module_.parameters()]
+    fast_fit.set_params(warm_start=True, max_epochs=1).fit(X, y)
+    assert any(not torch.equal(p, b) for p, b in zip(fast_fit.module_.parameters(), before))
+    assert all(p.is_contiguous() for p in fast_fit.module_.parameters())
+
+
+def test_a_module_that_cannot_run_channels_last_trains_as_it_is(digits):
+    from robustkd import AdversarialTeacher
+
+    X_train, _, y_train, _ = digits
+    # a fresh array: numpy gives the size-1 channel axis of a fancy-indexed array an arbitrary stride, which
+    # torch reads as channels-last, and this module cannot take channels-last inputs at all
+    X = np.array(X_train[:128].tolist(), dtype=np.float32)
+    net = AdversarialTeacher(_ViewsActivations, attack="fgsm_rs", eps=0.1, max_epochs=1, train_split=None, verbose=0,
+                             random_state=0).fit(X, y_train[:128])
+    assert net.module_.conv.weight.is_contiguous() and np.isfinite(net.history[-1, "train_loss"])
