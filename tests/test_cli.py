@@ -95,7 +95,7 @@ def test_protocols_fill_only_the_unset_fields():
     assert (fashion.n_train, fashion.n_test, fashion.epochs, fashion.attacks, fashion.train_eps) == (
         None, None, 10, ("fgsm", "fgsm_rs", "nfgsm"), 0.1)
     assert (fashion.lr_schedule, fashion.valid_size, fashion.autoattack_n_test, fashion.eval_attacks) == (
-        "onecycle", 1000, 1000, ("fgsm", "pgd"))
+        "onecycle", 1000, 500, ("fgsm", "pgd"))
     mine = ExperimentConfig(dataset="fashion-mnist", epochs=3, autoattack_n_test=0, lr_schedule="constant").resolved()
     assert (mine.epochs, mine.autoattack_n_test, mine.lr_schedule, mine.lr) == (3, 0, "constant", 0.004)
     digits = ExperimentConfig().resolved()
