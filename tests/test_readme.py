@@ -39,3 +39,27 @@ def test_every_python_block_of_the_readme_runs(tmp_path, monkeypatch):
     exec(compile(script, "README.md", "exec"), namespace)
     assert namespace["student"].mean_teacher_weights().shape == (1, 3)
     assert len(namespace["teacher"].history[:, "robust_acc"]) == 1
+
+
+def test_every_robustkd_command_of_the_readme_and_docs_parses():
+    """Each ``robustkd ...`` command shown in the README and the docs has options the command line accepts
+    (the settings of a published table cannot silently stop existing)."""
+    import glob
+    import shlex
+
+    from robustkd.cli import _validate, build_parser
+
+    texts = [_read("README.md")] + [_read(os.path.relpath(p, ROOT)) for p in glob.glob(os.path.join(ROOT, "docs",
+                                                                                                    "*.rst"))]
+    commands = []
+    for text in texts:
+        joined = text.replace("\\\n", " ")
+        for line in joined.splitlines():
+            line = line.strip().split(" # ")[0].strip().rstrip("`")
+            if line.startswith("robustkd reproduce") or line.startswith("robustkd evaluate"):
+                commands.append(line)
+    assert len(commands) >= 5
+    parser = build_parser()
+    for command in commands:
+        args = parser.parse_args(shlex.split(command)[1:])
+        _validate(args)
