@@ -39,7 +39,7 @@ setup(
         "skorch>=0.15",
         "scikit-learn>=1.2",
         "advertorch>=0.2.3",
-        "joblib>=1.2",
+        "joblib>=1.3",   # joblib.parallel_config
         "numpy>=1.22",
         "tqdm>=4.60",
     ],

@@ -93,12 +93,13 @@ class SeededNetMixin:
         return None
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
-        # on the CPU, train with channels-last weights (faster convolutions and pooling), teachers likewise
-        probe = self._layout_probe(X)
-        with watch_sigint() as sigint, channels_last_training(self.module_, probe), \
-                channels_last(getattr(self, "frozen_teachers_", None), probe):
+        with watch_sigint() as sigint:
             try:
-                return super().fit_loop(X, y, epochs=epochs, **fit_params)
+                # on the CPU, train with channels-last weights (faster convolutions and pooling), teachers likewise
+                probe = self._layout_probe(X)
+                with channels_last_training(self.module_, probe), \
+                        channels_last(getattr(self, "frozen_teachers_", None), probe):
+                    return super().fit_loop(X, y, epochs=epochs, **fit_params)
             except KeyboardInterrupt as exc:
                 # Ctrl-C is re-raised in notify("on_train_end"), after skorch's own handling; a callback's
                 # stop (skorch's EarlyStopping raises KeyboardInterrupt too) ends the fit normally

@@ -17,8 +17,12 @@ __all__ = ["channels_last", "channels_last_training"]
 
 
 def _convertible(module, probe):
-    return (isinstance(module, nn.Module) and torch.is_tensor(probe) and probe.device.type == "cpu"
-            and any(p.dim() == 4 for p in module.parameters()))
+    if not (isinstance(module, nn.Module) and torch.is_tensor(probe) and probe.device.type == "cpu"):
+        return False
+    params = list(module.parameters())
+    if any(nn.parameter.is_lazy(p) for p in params):   # not initialised yet: nothing to lay out
+        return False
+    return any(p.dim() == 4 for p in params)
 
 
 @contextlib.contextmanager
@@ -64,7 +68,7 @@ def _convert(module, probe):
             for p in params:
                 p.data = torch.empty_like(p.data, memory_format=torch.channels_last).copy_(p.data)
             same = torch.allclose(module(probe), before, rtol=1e-4, atol=1e-4)
-        except RuntimeError:
+        except Exception:  # noqa: BLE001 (any failure on the probe: leave the module as it is)
             same = False
     module.train(was_training)
     if not same:

@@ -200,7 +200,7 @@ class EpochLog(Callback):
     Parameters
     ----------
     name : str, default="model"
-        Label of the model in each line. ``{attack}`` is replaced by the net's ``attack``
+        Label of the model in each line. ``{attack}`` is replaced by the net's training attack
         attribute, so a :class:`~robustkd.TeacherPool` template can name each teacher.
 
     Examples
@@ -230,7 +230,8 @@ class EpochLog(Callback):
         durations = [row.get("dur", seconds) for row in net.history[self.start_epoch_:-1]] + [seconds]
         left = max(net.max_epochs - epoch, 0) * sum(durations) / len(durations)
         loss = net.history[-1].get("train_loss", float("nan"))
-        label = self.name.replace("{attack}", str(getattr(net, "attack", "")))
+        attack = net.training_attack() if callable(getattr(net, "training_attack", None)) else getattr(net, "attack", "")
+        label = self.name.replace("{attack}", str(attack))
         progress_logger.info("%s epoch %d/%d loss %.4f %.1fs, about %s left for this model", label, epoch,
                              net.max_epochs, loss, seconds, format_seconds(left),
                              extra={"model": label, "epoch": epoch, "max_epochs": net.max_epochs,

@@ -226,7 +226,8 @@ def main(argv=None):
         return 2
     except KeyboardInterrupt:
         out = getattr(args, "out", None)
-        saved = f"; finished models are saved in {out}/models and the same command resumes from them" if out else ""
+        saved = (f"; finished models and evaluations are saved in {out}/models and {out}/evaluations, and the "
+                 "same command resumes from them") if out else ""
         print(f"robustkd: interrupted{saved}", file=sys.stderr)
         return 130
 

@@ -17,6 +17,8 @@ student, so **their gradients with respect to the student are identical** and tr
 same result (``tests/test_losses.py`` checks this); only the reported loss value differs.
 robustkd's estimators use ``"mixture"`` (its value is 0 when the student matches the target).
 """
+import types
+
 import torch
 import torch.nn.functional as F
 
@@ -214,6 +216,7 @@ def trades_loss(logits_clean, logits_adv, y, *, beta=6.0, criterion=None):
     return natural + beta * robust
 
 
-#: The training objectives of :class:`robustkd.AdversarialTeacher`, by name: pure functions
-#: ``objective(logits_clean, logits_adv, y, **params)``.
-OBJECTIVES = {"madry": adversarial_loss, "trades": trades_loss}
+#: The training objectives of :class:`robustkd.AdversarialTeacher` (``objective=``), by name: pure functions
+#: ``objective(logits_clean, logits_adv, y, **params)``. Read-only: the teacher's training step is written for
+#: these two (Madry's mixes clean and adversarial samples per ``adv_ratio``; TRADES needs both passes).
+OBJECTIVES = types.MappingProxyType({"madry": adversarial_loss, "trades": trades_loss})

@@ -292,3 +292,12 @@ def test_autoattack_on_a_test_subset_keeps_every_other_attack_on_all_images(stan
     assert described["implementation"] == "robustkd.attacks._autoattack.Cascade"
     assert "n_queries=5000" in described["parameters_at_first_eps"] and "n_iter=100" in described[
         "parameters_at_first_eps"]
+
+
+def test_a_valid_size_that_leaves_no_training_data_is_one_line_before_any_training(tmp_path, capsys):
+    argv = ["reproduce", "--n-train", "50", "--valid-size", "45", "--out", str(tmp_path), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["robustkd: error: valid_size must leave training images on both sides: between 10 and 40 for 50 "
+                   "training images and 10 classes (0: no robust selection); got valid_size=45"]
+    assert not list((tmp_path / "models").glob("*.joblib"))

@@ -46,6 +46,9 @@ class KLPGD(ParamsRepr):
     accepts_sample_seeds = True
 
     def __init__(self, predict, eps, *, nb_iter=10, eps_iter=None, init_std=0.001, clip_min=0.0, clip_max=1.0):
+        for name, value in (("eps_iter", eps_iter), ("init_std", init_std)):
+            if value is not None and not 0 <= value < float("inf"):
+                raise ValueError(f"{name} must be a finite number >= 0; got {name}={value!r}")
         self.predict = predict
         self.eps = float(eps)
         self.nb_iter = int(nb_iter)
@@ -62,7 +65,8 @@ class KLPGD(ParamsRepr):
             noise = _normal_per_sample(sample_seeds, x.shape[1:]).to(device=x.device, dtype=x.dtype)
         with torch.no_grad():
             target = F.softmax(self.predict(x), dim=1)
-        x_adv = (x + self.init_std * noise).clamp(self.clip_min, self.clip_max)
+        start = (self.init_std * noise).clamp(-self.eps, self.eps)     # inside the ball even for a tiny eps
+        x_adv = (x + start).clamp(self.clip_min, self.clip_max)
         for _ in range(self.nb_iter):
             x_adv.requires_grad_(True)
             with torch.enable_grad():

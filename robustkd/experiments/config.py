@@ -102,8 +102,8 @@ class ExperimentConfig:
     them in :meth:`resolved`. digits and MNIST: 15 epochs, teachers FGSM, PGD and MIM at eps 0.2, every
     evaluation attack at eps 0.05 to 0.3. Fashion-MNIST: the full-size protocol (every image; 10 epochs;
     teachers FGSM, FGSM-RS and N-FGSM at eps 0.1 with a one-cycle learning rate peaking at 0.004 and robust
-    model selection on 1,000 held-out training images; FGSM and PGD on every test image and AutoAttack on the
-    first 500, at eps 0.05, 0.1 and 0.2).
+    model selection on 1,000 held-out training images, the teachers training on the other 59,000; FGSM and
+    PGD on every test image and AutoAttack on the first 500, at eps 0.05, 0.1 and 0.2).
     """
 
     dataset: str = _field("digits", "data set", choices=dataset_names)

@@ -10,6 +10,7 @@ import time
 import joblib
 
 from ..datasets import DATASETS, load_split
+from ._provenance import provenance
 from .plots import plot_results, plot_teacher_weights
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,10 @@ def reproduce(cfg, progress=None):
     its fit time; a second run with the same settings reuses finished models and reports
     their recorded fit times. After an interruption (Ctrl-C), a re-run trains what was not
     finished and gives the same numbers as an uninterrupted run: each model is seeded on
-    its own, so it does not matter which of them were reused.
+    its own, so it does not matter which of them were reused. Each model's evaluation is saved under
+    ``cfg.out/evaluations`` when it finishes and reused, with its recorded time, by a re-run with the same
+    model file and evaluation settings. Settings left unset (None) come from the data set's protocol
+    (:data:`~robustkd.experiments.PROTOCOLS`); ``results.json``'s ``config`` holds the values used.
 
     Parameters
     ----------
@@ -94,6 +98,7 @@ def reproduce(cfg, progress=None):
     """
     import numpy as np
 
+    from sklearn.model_selection import StratifiedShuffleSplit
     from skorch.dataset import ValidSplit
 
     from ..callbacks import EpochLog, OneCycleLR, RobustEarlyStopping
@@ -113,6 +118,10 @@ def reproduce(cfg, progress=None):
     X_train, X_test, y_train, y_test = load_split(cfg.dataset, cfg.data_home, cfg.download, cfg.seed,
                                                   cfg.n_train, cfg.n_test)
     n_classes = DATASETS[cfg.dataset].n_classes
+    if cfg.valid_size and not n_classes <= cfg.valid_size <= len(X_train) - n_classes:
+        raise ValueError(f"valid_size must leave training images on both sides: between {n_classes} and "
+                         f"{len(X_train) - n_classes} for {len(X_train)} training images and {n_classes} classes "
+                         f"(0: no robust selection); got valid_size={cfg.valid_size}")
     common = dict(module__input_shape=tuple(X_train.shape[1:]), module__n_classes=n_classes, lr=cfg.lr,
                   max_epochs=cfg.epochs, batch_size=cfg.batch_size, train_split=None, verbose=0, device=cfg.device)
     data_key = dict(dataset=cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed,
@@ -140,8 +149,8 @@ def reproduce(cfg, progress=None):
     log("training", f"{len(cfg.attacks)} teachers ({', '.join(cfg.attacks)})")
     selection = {}
     if cfg.valid_size:  # robust model selection on training images held out from the teachers (never the test set)
-        selection = dict(train_split=ValidSplit(cfg.valid_size / len(X_train), stratified=True,
-                                                random_state=cfg.seed))
+        selection = dict(train_split=ValidSplit(StratifiedShuffleSplit(test_size=cfg.valid_size,
+                                                                       random_state=cfg.seed), stratified=True))
     template = AdversarialTeacher(SmallCNN, eps=cfg.train_eps, **{**common, **selection}, callbacks=callbacks(
         "teacher_{attack}") + ([RobustEarlyStopping(max_samples=cfg.valid_size, random_state=cfg.seed)]
                                if cfg.valid_size else []))
@@ -177,10 +186,12 @@ def reproduce(cfg, progress=None):
 
     results = []
     os.makedirs(os.path.join(cfg.out, "evaluations"), exist_ok=True)
+    described = provenance(eval_attacks(cfg), models["standard"].module_, cfg.eps[0])
     for name, model in models.items():
         log("evaluating", name)
+        key = _eval_key(files[name], cfg, len(X_test), described)
         rows, timings[f"eval_{name}"] = _evaluate_or_load(
-            os.path.join(cfg.out, "evaluations", f"{name}-{_eval_key(files[name], cfg, len(X_test))}.json"),
+            os.path.join(cfg.out, "evaluations", f"{name}-{key}.json"),
             lambda m=model: _report(robustness_report, m, X_test, y_test, cfg), lambda *a: log(*a), name)
         results.extend(dict(method=name, **row) for row in rows)
         log("done", f"evaluating {name}")
@@ -196,18 +207,19 @@ def reproduce(cfg, progress=None):
         "teacher_weights": weights,
         "teacher_names": [t.attack for t in pool.teachers_],
         "timings": timings,
-        "provenance": provenance(eval_attacks(cfg), models["standard"].module_, cfg.eps[0]),
+        "provenance": described,
     }
     _write(cfg.out, summary)
     return summary
 
 
-def _eval_key(model_file, cfg, n_test):
-    """Identifies one model file (path and modification time: a re-trained model is evaluated again) and
-    the evaluation's settings."""
+def _eval_key(model_file, cfg, n_test, described):
+    """Identifies one model file (path and modification time: a re-trained model is evaluated again), the
+    evaluation's settings, and the attacks' code (``described``: package versions, each attack's class and
+    parameters), so another release of robustkd or its attacks evaluates again."""
     return _key(model=os.path.abspath(model_file), mtime=os.stat(model_file).st_mtime_ns, attacks=eval_attacks(cfg),
                 eps=list(cfg.eps), autoattack_n_test=cfg.autoattack_n_test, seed=cfg.seed, n_test=n_test,
-                device=cfg.device, format=MODEL_FORMAT)
+                device=cfg.device, format=MODEL_FORMAT, code=described)
 
 
 def _evaluate_or_load(path, evaluate, log, name):
@@ -249,27 +261,6 @@ def _report(robustness_report, model, X, y, cfg):
     cell = {(r["attack"], r["eps"]): r for r in full if r["attack"] in ["clean"] + cheap}
     cell.update({(r["attack"], r["eps"]): r for r in subset if r["attack"] in ("autoattack", "worst_case")})
     return [cell[("clean", 0.0)]] + [cell[(a, e)] for e in cfg.eps for a in attacks + ["worst_case"]]
-
-
-def provenance(attacks, module, eps):
-    """What produced the numbers: package versions, and each attack's implementation and its parameters at
-    the grid's first eps (step sizes scale with eps)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from ..attacks import get_attack
-
-    versions = {}
-    for package in ("robustkd", "torch", "skorch", "advertorch", "scikit-learn", "numpy"):
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            versions[package] = None
-    described = {}
-    for name in attacks:
-        attack = get_attack(name, module, eps=eps)
-        described[name] = {"implementation": f"{type(attack).__module__}.{type(attack).__qualname__}",
-                           "parameters_at_first_eps": repr(attack)}
-    return {"versions": versions, "attacks": described}
 
 
 def _write(out, summary):

@@ -1,5 +1,9 @@
 """Learning-rate schedules of robust training, as skorch callbacks (exported by :mod:`robustkd.callbacks`)."""
+import warnings
+
 from skorch.callbacks import Callback
+
+from ..exceptions import RobustKDWarning
 
 __all__ = ["OneCycleLR"]
 
@@ -12,8 +16,11 @@ class OneCycleLR(Callback):
     ``t = (epoch + batch / batches_per_epoch) / max_epochs`` in [0, 1] is ``max_lr`` times
     ``start + (1 - start) * t / pct_start`` before the peak and ``1 + (end - 1) * (t - pct_start) /
     (1 - pct_start)`` after it. Progress is computed from the net's ``history`` and its ``max_epochs``, so a
-    fit resumed after epoch e (or with ``warm_start``) continues the same schedule; ``batches_per_epoch``
-    is that of the current training split. The epoch's last rate is recorded in ``history`` as ``lr``.
+    fit that trains the remaining epochs of ``max_epochs`` (``partial_fit(X, y, epochs=k)``,
+    :func:`robustkd.persistence.fit_resumable`) continues the same schedule; ``batches_per_epoch`` is that
+    of the current training split. skorch's ``warm_start`` trains ``max_epochs`` *more* epochs, past the
+    cycle's end: those run at ``end * max_lr`` and a warning says so. The epoch's last rate is recorded in
+    ``history`` as ``lr``.
 
     Parameters
     ----------
@@ -62,6 +69,10 @@ class OneCycleLR(Callback):
         batch_size = net.get_params_for("iterator_train").get("batch_size", net.batch_size)
         self.batches_ = max(1, -(-len(dataset_train) // batch_size)) if dataset_train is not None else 1
         self.epoch_, self.batch_ = len(net.history) - 1, 0
+        if self.epoch_ >= net.max_epochs:
+            warnings.warn(f"OneCycleLR: epoch {self.epoch_ + 1} is past the cycle of max_epochs={net.max_epochs} "
+                          f"epochs (warm_start trains max_epochs more); it runs at end * max_lr = "
+                          f"{self.end} * max_lr", RobustKDWarning, stacklevel=2)
 
     def on_batch_begin(self, net, training=False, **kwargs):
         if not training:

@@ -13,7 +13,7 @@ from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
 
 from .._base import SeededNetMixin, net_defaults
-from ..losses import OBJECTIVES
+from ..losses import OBJECTIVES, trades_loss
 from ._adversarial import AdversarialTrainingMixin
 
 __all__ = ["AdversarialTeacher"]
@@ -104,6 +104,8 @@ class AdversarialTeacher(SeededNetMixin, AdversarialTrainingMixin, NeuralNetClas
     """
 
     prefixes_ = NeuralNetClassifier.prefixes_ + ["attack"]
+    objective = "madry"   # for teachers pickled before TRADES existed (their __dict__ has no objective)
+    beta = 6.0
 
     def __init__(self, module, *, attack="auto", eps=0.1, adv_ratio=1.0, objective="madry", beta=6.0, clip_min=0.0,
                  clip_max=1.0, random_state=None, criterion=torch.nn.CrossEntropyLoss, optimizer=torch.optim.Adam,
@@ -168,6 +170,6 @@ class AdversarialTeacher(SeededNetMixin, AdversarialTrainingMixin, NeuralNetClas
         x_adv = self.adversarial_examples(x, y)
         logits_clean = self.infer(x, **fit_params)
         logits_adv = self.infer(x_adv, **fit_params)
-        loss = OBJECTIVES["trades"](logits_clean, logits_adv, y, beta=self.beta, criterion=self.criterion_)
+        loss = trades_loss(logits_clean, logits_adv, y, beta=self.beta, criterion=self.criterion_)
         loss.backward()
         return {"loss": loss, "y_pred": logits_clean}
