@@ -13,10 +13,11 @@ from advertorch.utils import clamp, clamp_by_pnorm  # noqa: E402
 __all__ = ["EpsBoundedCW", "SeededStartLinfPGD", "SeededStartL2PGD"]
 
 
-def _uniform_per_sample(seeds, shape):
-    """``len(seeds)`` tensors of ``shape``, uniform in [0, 1), row i drawn from a generator seeded with seeds[i]."""
+def _uniform_per_sample(seeds, shape, draw=torch.rand):
+    """``len(seeds)`` tensors of ``shape``, uniform in [0, 1) (or from ``draw``, e.g. ``torch.randn``), row i
+    drawn from a generator seeded with seeds[i]."""
     gen = torch.Generator()
-    return torch.stack([torch.rand(shape, generator=gen.manual_seed(int(s))) for s in seeds])
+    return torch.stack([draw(shape, generator=gen.manual_seed(int(s))) for s in seeds])
 
 
 class _SeededStart:

@@ -8,16 +8,11 @@ target), so it is also a label-free attack on the model's own decisions.
 import torch
 from torch.nn import functional as F
 
+from ._advertorch import _uniform_per_sample
 from ._registry import register_attack
 from ._repr import ParamsRepr
 
 __all__ = ["KLPGD"]
-
-
-def _normal_per_sample(seeds, shape):
-    """``len(seeds)`` standard normal tensors of ``shape``, row i drawn from a generator seeded with seeds[i]."""
-    gen = torch.Generator()
-    return torch.stack([torch.randn(shape, generator=gen.manual_seed(int(s))) for s in seeds])
 
 
 class KLPGD(ParamsRepr):
@@ -62,7 +57,7 @@ class KLPGD(ParamsRepr):
         if sample_seeds is None:
             noise = torch.randn_like(x)
         else:
-            noise = _normal_per_sample(sample_seeds, x.shape[1:]).to(device=x.device, dtype=x.dtype)
+            noise = _uniform_per_sample(sample_seeds, x.shape[1:], torch.randn).to(device=x.device, dtype=x.dtype)
         with torch.no_grad():
             target = F.softmax(self.predict(x), dim=1)
         start = (self.init_std * noise).clamp(-self.eps, self.eps)     # inside the ball even for a tiny eps
