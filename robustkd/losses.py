@@ -22,8 +22,10 @@ import types
 import torch
 import torch.nn.functional as F
 
+from ._input_gradients import gradient_matching_loss, input_gradients  # noqa: F401  (exported here)
+
 __all__ = ["mixture_kd_loss", "weighted_sum_kd_loss", "distillation_loss", "adversarial_loss", "trades_loss",
-           "OBJECTIVES"]
+           "OBJECTIVES", "input_gradients", "gradient_matching_loss"]
 
 
 def _check(student_logits, teacher_logits, weights, temperature):

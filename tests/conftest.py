@@ -1,11 +1,22 @@
 """Shared fixtures: seeded RNGs, the digits split, and a standard net fitted once per session."""
 import os
+import signal
 
 import numpy as np
 import pytest
 import torch
 
 SHARED_DATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _ctrl_c_reaches_python():
+    """The Ctrl-C tests send this process SIGINT. A shell that starts pytest in the background without job
+    control makes it ignore SIGINT, and Python then never raises KeyboardInterrupt: put Python's handler
+    back for the session (a user's terminal never ignores it)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
 
 
 @pytest.fixture(autouse=True)

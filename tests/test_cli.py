@@ -233,8 +233,11 @@ def test_ctrl_c_stops_reproduce_and_a_rerun_matches_an_uninterrupted_run(tmp_pat
     argv = ["reproduce", "--epochs", "2", "--n-train", "200", "--n-test", "60", "--attacks", "fgsm,pgd",
             "--eval-attacks", "fgsm,pgd", "--no-autoattack", "--eps", "0.1", "--no-adversarial-student"]
     out = tmp_path / "interrupted"
+    # the child must not inherit an ignored SIGINT (pytest started in the background): Python then installs
+    # its own handler at start-up, as in a terminal
     proc = subprocess.Popen([sys.executable, "-m", "robustkd", *argv, "--out", str(out)], stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, text=True)
+                            stdout=subprocess.DEVNULL, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = ""
     while "teacher_fgsm epoch 1/2" not in seen:          # interrupt while the teachers train
         line = proc.stderr.readline()
