@@ -27,7 +27,7 @@ def input_gradients(model, x, y, *, normalize=True, create_graph=False):
     ----------
     model : callable
         Returns logits ``(n, C)`` for ``x``.
-    x : Tensor of shape (n, *D)
+    x : Tensor of shape (n, ...)
         Inputs (not modified).
     y : Tensor of shape (n,), int64
         Class indices.
@@ -39,7 +39,7 @@ def input_gradients(model, x, y, *, normalize=True, create_graph=False):
 
     Returns
     -------
-    Tensor of shape (n, *D)
+    Tensor of shape (n, ...)
         The gradients.
 
     Examples
@@ -66,9 +66,9 @@ def gradient_matching_loss(student_grads, teacher_grads, weights):
 
     Parameters
     ----------
-    student_grads : Tensor of shape (n, *D)
+    student_grads : Tensor of shape (n, ...)
         The student's input gradients (with their graph, to train the student through them).
-    teacher_grads : Tensor of shape (n, K, *D)
+    teacher_grads : Tensor of shape (n, K, ...)
         Each teacher's input gradient, normalised to unit norm (:func:`input_gradients`), so every teacher
         counts by its weight alone.
     weights : Tensor of shape (n, K)
