@@ -66,9 +66,9 @@ def cmd_evaluate(args):
     from .scoring import robustness_report
     from .teachers import AdversarialTeacher
 
-    protocol = PROTOCOLS.get(args.dataset, PROTOCOLS["digits"])
-    args.epochs = protocol["epochs"] if args.epochs is None else args.epochs
-    args.eps = list(protocol["eps"]) if args.eps is None else args.eps
+    resolved = ExperimentConfig(dataset=args.dataset, epochs=args.epochs,
+                                eps=None if args.eps is None else tuple(args.eps)).resolved()
+    args.epochs, args.eps = resolved.epochs, list(resolved.eps)
     try:
         X_train, X_test, y_train, y_test = load_split(args.dataset, args.data_home, args.download, args.seed,
                                                       args.n_train, args.n_test)

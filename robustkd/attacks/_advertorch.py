@@ -13,11 +13,20 @@ from advertorch.utils import clamp, clamp_by_pnorm  # noqa: E402
 __all__ = ["EpsBoundedCW", "SeededStartLinfPGD", "SeededStartL2PGD"]
 
 
-def _uniform_per_sample(seeds, shape, draw=torch.rand):
-    """``len(seeds)`` tensors of ``shape``, uniform in [0, 1) (or from ``draw``, e.g. ``torch.randn``), row i
-    drawn from a generator seeded with seeds[i]."""
+def _per_sample(seeds, shape, draw):
+    """``len(seeds)`` tensors of ``shape`` from ``draw`` (``torch.rand``, ``torch.randn``), row i drawn from a
+    generator seeded with seeds[i]."""
     gen = torch.Generator()
     return torch.stack([draw(shape, generator=gen.manual_seed(int(s))) for s in seeds])
+
+
+def _noise_like(x, sample_seeds=None, normal=False):
+    """Uniform [0, 1) (or standard normal) noise shaped like ``x``: from torch's RNG, or, with
+    ``sample_seeds``, sample i's from seed i (the same alone as in any batch)."""
+    if sample_seeds is None:
+        return (torch.randn_like if normal else torch.rand_like)(x)
+    draw = torch.randn if normal else torch.rand
+    return _per_sample(sample_seeds, x.shape[1:], draw).to(device=x.device, dtype=x.dtype)
 
 
 class _SeededStart:
@@ -36,7 +45,7 @@ class _SeededStart:
         if sample_seeds is None or not self.rand_init:
             return super().perturb(x, y)
         x, y = self._verify_and_process_inputs(x, y)
-        u = _uniform_per_sample(sample_seeds, x.shape[1:]).to(device=x.device, dtype=x.dtype)
+        u = _noise_like(x, sample_seeds)
         if self.ord == 2:
             delta = clamp_by_pnorm(self.clip_min + u * (self.clip_max - self.clip_min) - x, 2, self.eps)
         else:

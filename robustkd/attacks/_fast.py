@@ -12,7 +12,7 @@ Both cost one forward and backward pass per example, against eleven for PGD-10 t
 import torch
 from torch.nn import functional as F
 
-from ._advertorch import _uniform_per_sample
+from ._advertorch import _noise_like
 from ._registry import register_attack
 from ._repr import ParamsRepr
 
@@ -51,10 +51,7 @@ class NoisyFGSM(ParamsRepr):
     def perturb(self, x, y, sample_seeds=None):
         """Adversarial examples for ``(x, y)``; ``sample_seeds`` draws sample i's start from seed i."""
         x, y = x.detach(), y.detach()
-        if sample_seeds is None:
-            u = torch.rand_like(x)
-        else:
-            u = _uniform_per_sample(sample_seeds, x.shape[1:]).to(device=x.device, dtype=x.dtype)
+        u = _noise_like(x, sample_seeds)
         start = (x + (2 * u - 1) * self.noise * self.eps).clamp(self.clip_min, self.clip_max)
         start.requires_grad_(True)
         with torch.enable_grad():

@@ -8,7 +8,7 @@ target), so it is also a label-free attack on the model's own decisions.
 import torch
 from torch.nn import functional as F
 
-from ._advertorch import _uniform_per_sample
+from ._advertorch import _noise_like
 from ._registry import register_attack
 from ._repr import ParamsRepr
 
@@ -54,10 +54,7 @@ class KLPGD(ParamsRepr):
     def perturb(self, x, y=None, sample_seeds=None):
         """Adversarial examples for ``x``; ``sample_seeds`` draws sample i's start from seed i."""
         x = x.detach()
-        if sample_seeds is None:
-            noise = torch.randn_like(x)
-        else:
-            noise = _uniform_per_sample(sample_seeds, x.shape[1:], torch.randn).to(device=x.device, dtype=x.dtype)
+        noise = _noise_like(x, sample_seeds, normal=True)
         with torch.no_grad():
             target = F.softmax(self.predict(x), dim=1)
         start = (self.init_std * noise).clamp(-self.eps, self.eps)     # inside the ball even for a tiny eps

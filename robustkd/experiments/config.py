@@ -169,15 +169,12 @@ class ExperimentConfig:
                                      "the eps-ball by design")
             if f.metadata["kind"] == "budgets" and (not value or any(not 0 < e < float("inf") for e in value)):
                 raise ValueError(f"{name} values must be finite and > 0; got {list(value)}")
-        positive = {"epochs": self.epochs, "n_train": self.n_train, "n_test": self.n_test,
-                    "batch_size": self.batch_size, "n_jobs": self.n_jobs}
-        for key, value in positive.items():
-            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
-                raise ValueError(f"{label(key)} must be >= 1; got {value}")
-        for key in ("autoattack_n_test", "valid_size"):
+        smallest = {"epochs": 1, "n_train": 1, "n_test": 1, "batch_size": 1, "n_jobs": 1, "autoattack_n_test": 0,
+                    "valid_size": 0}
+        for key, low in smallest.items():
             value = getattr(self, key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0):
-                raise ValueError(f"{label(key)} must be >= 0; got {value}")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low):
+                raise ValueError(f"{label(key)} must be >= {low}; got {value}")
         if self.train_eps is not None and not 0 < self.train_eps < float("inf"):
             raise ValueError(f"{label('train_eps')} values must be finite and > 0; got [{self.train_eps}]")
         if self.lr is not None and not 0 < self.lr < float("inf"):

@@ -165,9 +165,7 @@ def reproduce(cfg, progress=None):
         reused[f"teacher_{teacher.attack}"] = was_reused
         files[f"teacher_{teacher.attack}"] = pool_file
 
-    student = dict(module__input_shape=common["module__input_shape"], module__n_classes=n_classes, lr=cfg.lr,
-                   max_epochs=cfg.epochs, batch_size=cfg.batch_size, train_split=None, verbose=0,
-                   device=cfg.device, temperature=cfg.temperature, alpha=cfg.alpha, random_state=cfg.seed)
+    student = dict(common, temperature=cfg.temperature, alpha=cfg.alpha, random_state=cfg.seed)
     kd_key = dict(teacher_key, temperature=cfg.temperature, alpha=cfg.alpha)
 
     def distiller(name, teachers, **kwargs):

@@ -36,16 +36,15 @@ class AdversarialTrainingMixin:
                           "catastrophically (robust accuracy under PGD collapses to ~0 while FGSM accuracy rises); "
                           "prefer attack='fgsm_rs' or 'nfgsm' at the same cost, and watch robust accuracy with "
                           "robustkd.callbacks.RobustEarlyStopping", RobustKDWarning, stacklevel=3)
-        # builds the attack once on a stand-in model, so bad attack__ parameters fail before training
-        get_attack(self.training_attack(), torch.nn.Identity(), eps=self.eps, clip_min=self.clip_min, clip_max=self.clip_max,
-                   **self.get_params_for("attack"))
+        self._attack_on(torch.nn.Identity())  # on a stand-in model: bad attack__ parameters fail before training
+
+    def _attack_on(self, model):
+        return get_attack(self.training_attack(), model, eps=self.eps, clip_min=self.clip_min, clip_max=self.clip_max,
+                          **self.get_params_for("attack"))
 
     def build_attack(self):
         """The attack on the current ``module_`` (None if ``attack`` is None)."""
-        if self.attack is None:
-            return None
-        return get_attack(self.training_attack(), self.module_, eps=self.eps, clip_min=self.clip_min, clip_max=self.clip_max,
-                          **self.get_params_for("attack"))
+        return None if self.attack is None else self._attack_on(self.module_)
 
     def adversarial_examples(self, X, y):
         """Adversarial examples of the current module for a batch (tensors on the net's device)."""
