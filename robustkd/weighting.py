@@ -52,18 +52,23 @@ class SchemeSpec:
         Whether ``fn`` uses the true labels.
     description : str
         One line for listings.
+    per_sample : bool
+        Whether sample i's weights depend on sample i alone (its teachers' logits and label), not on
+        the rest of its batch. Then they do not change during a fit, and a distiller stores the
+        teachers' gradient mixture per input once (see ``gradient_matching``).
     """
 
     name: str
     fn: object
     needs_labels: bool
     description: str = ""
+    per_sample: bool = True
 
 
 _SCHEMES = {}
 
 
-def register_scheme(name, fn, *, needs_labels, description="", overwrite=False):
+def register_scheme(name, fn, *, needs_labels, description="", per_sample=True, overwrite=False):
     """Add a weighting scheme usable by name everywhere a built-in one is (``weighter__scheme=name``).
 
     Parameters
@@ -76,6 +81,9 @@ def register_scheme(name, fn, *, needs_labels, description="", overwrite=False):
         Whether ``fn`` uses the true labels ``y``.
     description : str, default=""
         One line for listings.
+    per_sample : bool, default=True
+        Sample i's weights depend on sample i alone, not on the rest of its batch (see
+        :class:`SchemeSpec`); False for a scheme such as ``accuracy``.
     overwrite : bool, default=False
         Replace an existing scheme of that name (otherwise an error).
 
@@ -96,7 +104,7 @@ def register_scheme(name, fn, *, needs_labels, description="", overwrite=False):
     check_new_name(_SCHEMES, "a scheme", name, overwrite)
     if not callable(fn):
         raise TypeError(f"fn must be callable fn(teacher_logits, y, tau); got {type(fn).__name__}")
-    _SCHEMES[name] = SchemeSpec(name, fn, bool(needs_labels), description)
+    _SCHEMES[name] = SchemeSpec(name, fn, bool(needs_labels), description, bool(per_sample))
     return _SCHEMES[name]
 
 
@@ -150,7 +158,7 @@ def _camkd(z, y, tau):
 for _name, _fn, _labels in (("uniform", _uniform, False), ("accuracy", _accuracy, True),
                             ("confidence", _confidence, True), ("loss", _loss, True),
                             ("entropy", _entropy, False), ("camkd", _camkd, True)):
-    register_scheme(_name, _fn, needs_labels=_labels)
+    register_scheme(_name, _fn, needs_labels=_labels, per_sample=_name != "accuracy")
 if tuple(_SCHEMES) != SCHEMES:  # pragma: no cover - a guard for whoever edits either list
     raise ImportError(f"robustkd._names.SCHEMES {SCHEMES} does not match the built-in schemes {tuple(_SCHEMES)}")
 
@@ -272,6 +280,11 @@ class AdaptiveWeighter(BaseEstimator):
     def __call__(self, teacher_logits, y=None):
         """Return the ``(n, K)`` weight matrix; see :func:`teacher_weights`."""
         return teacher_weights(teacher_logits, y, scheme=self.scheme, tau=self.tau)
+
+    @property
+    def per_sample(self):
+        """Whether sample i's weights depend on sample i alone (never assumed of a callable)."""
+        return not callable(self.scheme) and self.scheme in _SCHEMES and _SCHEMES[self.scheme].per_sample
 
     @property
     def needs_labels(self):

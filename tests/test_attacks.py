@@ -9,7 +9,7 @@ from robustkd.attacks import attack_mode, available_attacks, get_attack, perturb
 FAST = {"spsa": {"nb_iter": 3, "nb_sample": 8, "max_batch_size": 8}, "cw": {"max_iterations": 20,
                                                                            "binary_search_steps": 2},
         **{name: {"n_iter": 5} for name in ("apgd_ce", "apgd_dlr", "apgd_ce_l2", "apgd_dlr_l2")},
-        **{name: {"n_iter": 5, "n_target_classes": 2} for name in ("apgd_t", "apgd_t_l2", "apgd")},
+        **{name: {"n_iter": 5, "n_target_classes": 2} for name in ("apgd_t", "apgd_t_l2", "apgd", "apgd_l2")},
         "square": {"n_queries": 20}, "fab_t": {"n_iter": 5, "n_target_classes": 2},
         "autoattack": {"n_iter": 5, "n_target_classes": 2, "n_queries": 20}}
 

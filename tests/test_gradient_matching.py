@@ -1,4 +1,5 @@
 """Input-gradient distillation terms: per-sample input gradients and the cosine matching loss."""
+import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
@@ -58,3 +59,83 @@ def test_gradient_matching_loss_is_one_minus_the_cosine_to_the_weighted_mix():
         gradient_matching_loss(torch.zeros(2, 3), torch.zeros(2, 2, 4), torch.ones(2, 2) / 2)
     with pytest.raises(ValueError, match=r"weights must have shape \(n, K\)=\(2, 2\); got \(2, 3\)"):
         gradient_matching_loss(torch.zeros(2, 3), torch.zeros(2, 2, 3), torch.ones(2, 3) / 3)
+
+
+# ------------------------------------------------------------- in MultiTeacherDistiller
+def _distiller(teachers, **kwargs):
+    from robustkd import MultiTeacherDistiller
+    params = dict(max_epochs=2, batch_size=64, train_split=None, verbose=0, random_state=0)
+    params.update(kwargs)
+    return MultiTeacherDistiller(teachers, **params)
+
+
+def test_a_zero_weight_changes_nothing(teacher_pool, digits):
+    X_train, _, y_train, _ = digits
+    plain = _distiller(teacher_pool).fit(X_train[:300], y_train[:300])
+    zero = _distiller(teacher_pool, gradient_matching=0.0).fit(X_train[:300], y_train[:300])
+    some = _distiller(teacher_pool, gradient_matching=1.0).fit(X_train[:300], y_train[:300])
+    assert all(torch.equal(p, q) for p, q in zip(plain.module_.parameters(), zero.module_.parameters()))
+    assert not all(torch.equal(p, q) for p, q in zip(plain.module_.parameters(), some.module_.parameters()))
+    assert "grad_cos" not in plain.history[-1]["batches"][0] and "grad_cos" in some.history[-1]["batches"][0]
+
+
+class GradientCacheRecorder:
+    """Keeps the training dataset that get_split_datasets built (with its cached teacher gradients)."""
+
+    def get_split_datasets(self, X, y=None, **fit_params):
+        train, valid = super().get_split_datasets(X, y, **fit_params)
+        self.train_dataset_ = train
+        return train, valid
+
+
+@pytest.mark.parametrize("scheme, stored", [("confidence", "mixture"), ("accuracy", "per teacher")])
+def test_cached_teacher_gradients_equal_fresh_ones(teacher_pool, digits, scheme, stored):
+    from robustkd import MultiTeacherDistiller
+    Recorder = type("Recorder", (GradientCacheRecorder, MultiTeacherDistiller), {})
+    X_train, _, y_train, _ = digits
+    X, y = X_train[:200], y_train[:200]
+    d = Recorder(teacher_pool, gradient_matching=1.0, weighter__scheme=scheme, max_epochs=1, batch_size=64,
+                 train_split=None, verbose=0, random_state=0).fit(X, y)
+    cached = d.train_dataset_.teacher_grads
+    n_teachers = len(teacher_pool.teachers_)
+    # a per-sample scheme stores one mixed gradient per input, a batch-level one every teacher's
+    assert cached.shape == ((200, 1, 8, 8) if stored == "mixture" else (200, n_teachers, 1, 8, 8))
+    x, yt = torch.as_tensor(X), torch.as_tensor(y).long()
+    fresh = d.frozen_teachers_.input_gradients(x, yt)
+    assert torch.allclose(fresh.flatten(2).norm(dim=2), torch.ones(200, n_teachers), atol=1e-5)
+    if stored == "mixture":
+        assert torch.allclose(cached, d.gradient_target(x, yt), atol=1e-6)
+    else:
+        assert torch.allclose(cached, fresh, atol=1e-6)
+    # a batch carrying the cache gives the same target as the inputs alone (the teachers recomputed)
+    batch = {"X": x[:64], "teacher_logits": d.teacher_logits(x[:64]), "teacher_grads": cached[:64]}
+    assert torch.allclose(d.gradient_target(batch, yt[:64]), d.gradient_target(x[:64], yt[:64]), atol=1e-6)
+
+
+def test_cached_and_recomputed_teacher_gradients_train_the_same_student(teacher_pool, digits):
+    X_train, _, y_train, _ = digits
+    a = _distiller(teacher_pool, gradient_matching=2.0).fit(X_train[:300], y_train[:300])
+    b = _distiller(teacher_pool, gradient_matching=2.0, cache_teacher_outputs=False).fit(X_train[:300], y_train[:300])
+    for pa, pb in zip(a.module_.parameters(), b.module_.parameters()):
+        assert torch.allclose(pa, pb, atol=1e-4)
+
+
+def test_gradient_matching_aligns_the_students_input_gradients_with_the_teachers(teacher_pool, digits):
+    X_train, X_test, y_train, y_test = digits
+    plain = _distiller(teacher_pool, max_epochs=10).fit(X_train, y_train)
+    matched = _distiller(teacher_pool, max_epochs=10, gradient_matching=5.0).fit(X_train, y_train)
+    x, y = torch.as_tensor(X_test), torch.as_tensor(y_test).long()
+    target = matched.gradient_target(x, y).flatten(1)
+
+    def cosine(net):
+        return F.cosine_similarity(input_gradients(net.module_.eval(), x, y).flatten(1), target, dim=1).mean()
+    assert cosine(matched) > cosine(plain) + 0.1
+    assert np.mean(matched.predict(X_test) == y_test) > 0.8
+
+
+@pytest.mark.parametrize("value", [-1, float("inf"), True, "5"])
+def test_gradient_matching_weight_is_checked(teacher_pool, digits, value):
+    X_train, _, y_train, _ = digits
+    with pytest.raises(ValueError, match=f"gradient_matching must be a finite number >= 0; got "
+                                         f"gradient_matching={value!r}"):
+        _distiller(teacher_pool, gradient_matching=value).fit(X_train[:64], y_train[:64])

@@ -105,6 +105,9 @@ register_attack("apgd", _cascade(("apgd_ce", _apgd("ce", "linf")), ("apgd_t", _a
                 norm="linf", eps=0.1, defaults=_APGD_T_DEFAULTS, accepts={"rho"},
                 description="APGD-CE, then APGD-T on the samples it did not break: the cheaper part of "
                             "AutoAttack, for model selection.")
+register_attack("apgd_l2", _cascade(("apgd_ce_l2", _apgd("ce", "l2")), ("apgd_t_l2", _apgd("dlr-targeted", "l2"))),
+                norm="l2", eps=1.0, defaults=_APGD_T_DEFAULTS, accepts={"rho"},
+                description="L2 APGD-CE, then L2 APGD-T on the samples it did not break (eps is an L2 radius).")
 register_attack("square", _square("linf"), norm="linf", eps=0.1, defaults={"n_queries": 5000, "n_restarts": 1},
                 accepts={"p_init", "rescale_schedule"},
                 description="L-inf Square Attack (Andriushchenko et al., 2020): score-based, no gradients, 5000 "

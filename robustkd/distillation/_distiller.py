@@ -7,19 +7,20 @@ from sklearn.base import clone
 from skorch import NeuralNetClassifier
 
 from .._base import SeededNetMixin, net_defaults
-from .._validation import as_array, is_index_labels
+from .._validation import as_array
 from ..callbacks import TeacherWeights
 from ..losses import _KD, distillation_loss
 from ..training import AdversarialTrainingMixin
 from ..weighting import AdaptiveWeighter
-from ._teachers import FrozenTeachers, TeacherOutputs, fresh_student, teacher_list
+from ._signals import TeacherSignalsMixin
+from ._teachers import FrozenTeachers, fresh_student, teacher_list
 
 __all__ = ["MultiTeacherDistiller"]
 
 STUDENT_INPUTS = ("clean", "adversarial", "mixed")
 
 
-class MultiTeacherDistiller(SeededNetMixin, AdversarialTrainingMixin, NeuralNetClassifier):
+class MultiTeacherDistiller(TeacherSignalsMixin, SeededNetMixin, AdversarialTrainingMixin, NeuralNetClassifier):
     """Distil several (adversarially trained) teachers into one student, weighting them per input.
 
     The student learns from the true labels and from the teachers' softened outputs:
@@ -34,6 +35,20 @@ class MultiTeacherDistiller(SeededNetMixin, AdversarialTrainingMixin, NeuralNetC
     ``kd="sum"`` uses the weighted sum of per-teacher KL terms instead; its gradient is the
     same (see :mod:`robustkd.losses`). With ``student_inputs="clean"`` (MTKD-AR, the
     default) the student never sees an adversarial example.
+
+    **Input-gradient matching** (beyond the paper; ``gradient_matching`` = :math:`\\lambda > 0`) adds
+
+    .. math::
+
+        \\lambda\\, \\Big[1 - \\cos\\Big(\\nabla_x \\mathrm{CE}(s(x_i), y_i),\\ \\sum_k w_{ik}\\, g_{ik}\\Big)\\Big],
+        \\qquad g_{ik} = \\frac{\\nabla_x \\mathrm{CE}(z_k(x_i), y_i)}{\\|\\nabla_x \\mathrm{CE}(z_k(x_i), y_i)\\|_2}
+
+    averaged over the batch: the student's input gradient on the clean input is pulled towards the
+    direction of the (robust) teachers', which transfers much of their robustness while the student
+    still trains on clean data only (Chan et al., 2020; Srinivas and Fleuret, 2018). The teachers'
+    gradients are computed once per fit with their logits (``cache_teacher_outputs``), as one
+    weighted mixture per input when the weighting scheme is per-sample; the student's costs a
+    double backpropagation (2.7x a plain epoch). ``gradient_matching=0`` is the paper's plain MTKD-AR.
 
     Teachers are copied at fit time, frozen (eval mode, no gradients, kept in eval mode
     while skorch switches the student between train and eval), moved with the student to
@@ -57,6 +72,11 @@ class MultiTeacherDistiller(SeededNetMixin, AdversarialTrainingMixin, NeuralNetC
         Share of the distillation term, in [0, 1].
     kd : {"mixture", "sum"}, default="mixture"
         Form of the distillation term (same student gradient, see :mod:`robustkd.losses`).
+    gradient_matching : float, default=0.0
+        Weight :math:`\\lambda \\ge 0` of the input-gradient term
+        (:func:`robustkd.losses.gradient_matching_loss`); 0 leaves it out. The teachers' mixture
+        uses the same per-input weights as the distillation term. Its cosine per training batch is
+        recorded in the history as ``grad_cos``.
     cache_teacher_outputs : bool, default=True
         Compute the teachers' logits on the training set once per fit (turn off when the
         dataset augments its inputs).
@@ -97,6 +117,9 @@ class MultiTeacherDistiller(SeededNetMixin, AdversarialTrainingMixin, NeuralNetC
        Learning-Driven Multi-Teacher Knowledge Distillation. arXiv:2507.20996.
     .. [2] Hinton, Vinyals and Dean (2015). Distilling the Knowledge in a Neural Network.
     .. [3] Goldblum et al. (2020). Adversarially Robust Distillation. AAAI.
+    .. [4] Chan, Tay and Ong (2020). What it thinks is important is important: robustness transfers
+       through input gradients. CVPR.
+    .. [5] Srinivas and Fleuret (2018). Knowledge transfer with Jacobian matching. ICML.
 
     Examples
     --------
@@ -112,7 +135,8 @@ class MultiTeacherDistiller(SeededNetMixin, AdversarialTrainingMixin, NeuralNetC
     prefixes_ = NeuralNetClassifier.prefixes_ + ["attack", "weighter"]
 
     def __init__(self, teachers, module=None, *, weighter=AdaptiveWeighter, temperature=4.0, alpha=0.9,
-                 kd="mixture", cache_teacher_outputs=True, student_inputs="clean", attack="pgd", eps=0.1,
+                 kd="mixture", gradient_matching=0.0, cache_teacher_outputs=True, student_inputs="clean",
+                 attack="pgd", eps=0.1,
                  clip_min=0.0, clip_max=1.0, random_state=None, criterion=torch.nn.CrossEntropyLoss,
                  optimizer=torch.optim.Adam, lr=1e-3, **kwargs):
         super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, **net_defaults(kwargs))
@@ -121,6 +145,7 @@ class MultiTeacherDistiller(SeededNetMixin, AdversarialTrainingMixin, NeuralNetC
         self.temperature = temperature
         self.alpha = alpha
         self.kd = kd
+        self.gradient_matching = gradient_matching
         self.cache_teacher_outputs = cache_teacher_outputs
         self.student_inputs = student_inputs
         self.attack = attack
@@ -149,6 +174,9 @@ class MultiTeacherDistiller(SeededNetMixin, AdversarialTrainingMixin, NeuralNetC
             raise ValueError(f"alpha must be a number in [0, 1]; got alpha={self.alpha!r}")
         if self.kd not in _KD:
             raise ValueError(f"kd must be one of {sorted(_KD)}; got kd={self.kd!r}")
+        gm = self.gradient_matching
+        if isinstance(gm, bool) or not isinstance(gm, numbers.Real) or not 0 <= gm < float("inf"):
+            raise ValueError(f"gradient_matching must be a finite number >= 0; got gradient_matching={gm!r}")
         if self.student_inputs != "clean":
             self.check_training_attack("an adversarial student")
         super().check_training_readiness()
@@ -220,52 +248,20 @@ class MultiTeacherDistiller(SeededNetMixin, AdversarialTrainingMixin, NeuralNetC
         """The teachers take the inputs and agree with the student on the number of classes."""
         self.frozen_teachers_.check(X, self.module_)
 
-    def get_split_datasets(self, X, y=None, **fit_params):
-        """skorch's split of a dataset that carries the teachers' logits on each sample.
-
-        The logits are computed once here, after ``check_data`` (so bad inputs get the same errors
-        as for a teacher). With ``cache_teacher_outputs=False`` only the first batch is run, as a
-        check, and the teachers run on every training batch instead.
-        """
-        dataset = self.get_dataset(X, y)
-        logits = []
-        for Xb, _ in self.get_iterator(dataset, training=False):
-            logits.append(self.frozen_teachers_.check(torch.as_tensor(Xb, device=self.device)).cpu())
-            if not self.cache_teacher_outputs:
-                break
-        y_idx = as_array(y)
-        if y_idx is not None and is_index_labels(y_idx):  # other labels were checked in check_data
-            y_idx = np.asarray(y_idx.cpu() if isinstance(y_idx, torch.Tensor) else y_idx)
-            n_classes = logits[0].shape[2]
-            if y_idx.min() < 0 or y_idx.max() >= n_classes:
-                raise ValueError(f"y holds labels outside the teachers' classes 0..{n_classes - 1}: "
-                                 f"min {y_idx.min()}, max {y_idx.max()}")
-        dataset = TeacherOutputs(dataset, torch.cat(logits) if self.cache_teacher_outputs else None)
-        if not self.train_split:
-            return dataset, None
-        return self.train_split(dataset, y, **fit_params) if y is not None else self.train_split(dataset, **fit_params)
-
     def infer(self, x, **fit_params):
         if isinstance(x, dict) and "X" in x:
             x = x["X"]
         return super().infer(x, **fit_params)
 
     # ------------------------------------------------------------------- loss
-    def teacher_logits(self, X):
-        """The frozen teachers' logits ``(n, K, C)`` for a batch: cached ones when ``X`` is a training
-        batch that carries them, else computed on ``X`` (a tensor, or a batch dict ``{"X": ...}``)."""
-        if isinstance(X, dict):
-            if "teacher_logits" in X:
-                return torch.as_tensor(X["teacher_logits"], device=self.device)
-            X = X["X"]
-        return self.frozen_teachers_(torch.as_tensor(X, device=self.device))
-
     def get_loss(self, y_pred, y_true, X=None, training=False, teacher_logits=None):
         """The distillation loss (see the class docstring) for a batch.
 
         ``teacher_logits`` (n, K, C) default to :meth:`teacher_logits` of ``X``. In training with
         ``student_inputs`` other than ``"clean"``, adversarial examples of the student are crafted
         from the clean inputs here and the distillation term uses the student's logits on them.
+        With ``gradient_matching > 0`` the input-gradient term is added (on the clean inputs; the
+        student's gradient keeps its graph in training, for double backpropagation).
         """
         y_true = torch.as_tensor(y_true, device=y_pred.device).long()
         if teacher_logits is None:
@@ -276,8 +272,12 @@ class MultiTeacherDistiller(SeededNetMixin, AdversarialTrainingMixin, NeuralNetC
             x = torch.as_tensor(X["X"] if isinstance(X, dict) else X, device=self.device)
             adv_pred = self.infer(self.adversarial_examples(x, y_true))
             student = [adv_pred] if self.student_inputs == "adversarial" else [y_pred, adv_pred]
-        return distillation_loss(y_pred, y_true, teacher_logits, weights, self.temperature, self.alpha, self.kd,
+        loss = distillation_loss(y_pred, y_true, teacher_logits, weights, self.temperature, self.alpha, self.kd,
                                  criterion=self.criterion_, kd_student_logits=student)
+        if self.gradient_matching:
+            loss = loss + self.gradient_matching * self.gradient_matching_term(y_pred, y_true, X, teacher_logits,
+                                                                              weights, training)
+        return loss
 
     def mean_teacher_weights(self):
         """Mean weight of each teacher over the training batches of each epoch, shape ``(n_epochs, K)``."""

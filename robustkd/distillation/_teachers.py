@@ -5,6 +5,7 @@ import torch
 from skorch import NeuralNet
 from torch import nn
 
+from .._input_gradients import input_gradients
 from ..training import TeacherPool
 
 __all__ = ["FrozenTeachers", "teacher_list", "fresh_student", "TeacherOutputs"]
@@ -61,6 +62,23 @@ class FrozenTeachers(nn.Module):
         with torch.no_grad():
             return torch.stack([t(X) for t in self.teachers], dim=1)
 
+    def input_gradients(self, X, y):
+        """Each teacher's input gradient of its cross-entropy at ``X``, unit L2 norm per sample and teacher.
+
+        Parameters
+        ----------
+        X : Tensor of shape (n, ...)
+            Inputs.
+        y : Tensor of shape (n,), int64
+            Class indices.
+
+        Returns
+        -------
+        Tensor of shape (n, K, ...)
+            :func:`robustkd.losses.input_gradients` of each teacher, without graph.
+        """
+        return torch.stack([input_gradients(t, X, y) for t in self.teachers], dim=1)
+
     def shared_architecture(self):
         """True when every teacher has the first one's type and parameter shapes."""
         shapes = [(type(t), [tuple(p.shape) for p in t.state_dict().values()]) for t in self.teachers]
@@ -104,26 +122,31 @@ def fresh_student(teacher, module):
 
 
 class TeacherOutputs(torch.utils.data.Dataset):
-    """Yields ``({"X": x, "index": i, "teacher_logits": z}, y)``: a dataset with the teachers' logits on
-    each sample and the sample's row in the training data.
+    """Yields ``({"X": x, "index": i, "teacher_logits": z, "teacher_grads": g}, y)``: a dataset with the
+    teachers' logits (and input gradients) on each sample and the sample's row in the training data.
 
     ``teacher_logits`` is an ``(n, K, C)`` tensor computed once per fit, or None, in which case
-    it is left out and the teachers run on every batch. ``X``/``y`` are exposed so skorch's
-    scoring callbacks can still read the data.
+    it is left out and the teachers run on every batch. ``teacher_grads`` likewise: ``(n, K, *D)``
+    unit-norm gradients per teacher, or their per-sample weighted mixture ``(n, *D)``, or None.
+    ``X``/``y`` are exposed so skorch's scoring callbacks can still read the data.
     """
 
-    def __init__(self, dataset, teacher_logits=None):
+    def __init__(self, dataset, teacher_logits=None, teacher_grads=None):
         self.dataset = dataset
         self.teacher_logits = teacher_logits
+        self.teacher_grads = teacher_grads
 
     def __len__(self):
         return len(self.dataset)
 
     def __getitem__(self, i):
         Xi, yi = self.dataset[i]
-        if self.teacher_logits is None:
-            return {"X": Xi, "index": i}, yi
-        return {"X": Xi, "index": i, "teacher_logits": self.teacher_logits[i]}, yi
+        item = {"X": Xi, "index": i}
+        if self.teacher_logits is not None:
+            item["teacher_logits"] = self.teacher_logits[i]
+        if self.teacher_grads is not None:
+            item["teacher_grads"] = self.teacher_grads[i]
+        return item, yi
 
     @property
     def X(self):

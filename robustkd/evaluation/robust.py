@@ -16,7 +16,8 @@ from .._validation import (check_device, check_images, check_positive_int, encod
                        resolve_model)
 from .._layout import channels_last
 from .._rng import seeded
-from ..attacks import attack_mode, available_attacks, check_eps, get_attack, perturb, sample_seeds
+from ..attacks import attack_mode, check_eps, perturb, sample_seeds
+from ._threat_model import _attack_entries, _attack_names, _build_grid  # noqa: F401  (_attack_names: report)
 
 __all__ = ["robust_mask", "robust_score", "make_robust_scorer"]
 
@@ -33,18 +34,6 @@ def _on_device(module, device):
         yield module
     finally:
         module.to(original)
-
-
-def _attack_names(attack):
-    attacks = list(attack) if isinstance(attack, (list, tuple)) else [attack]
-    if not attacks:
-        raise ValueError("attack must name at least one attack; got an empty list")
-    registry = available_attacks()
-    for a in attacks:
-        if isinstance(a, str) and a in registry and registry[a]["training_only"]:
-            raise ValueError(f"attack {a!r} is a training attack whose perturbations leave the eps-ball by design; "
-                             "it cannot measure robustness at eps (evaluate with e.g. 'pgd' or 'autoattack')")
-    return attacks
 
 
 def _prepare(model, X, y, clip_min, clip_max, device):
@@ -139,12 +128,16 @@ def robust_mask(model, X, y=None, attack="pgd", *, eps=None, batch_size=256, dev
         a robustkd estimator was fitted on). Without ``y``, the model's own clean predictions
         are used: the result is then the **stability** of its predictions under attack (clean
         "accuracy" is 1 by definition), useful on unlabeled data, not accuracy.
-    attack : str, advertorch Attack, or list of them, default="pgd"
+    attack : str, advertorch Attack, (str, float) pair, or list of them, default="pgd"
         Attack name (see :func:`robustkd.attacks.available_attacks`) or instance; a
-        list means worst case per sample over all of them.
+        list means worst case per sample over all of them. A pair ``(name, eps)`` gives that
+        attack its own budget: ``[("apgd_ce", 0.1), ("apgd_l2", 1.5)]`` is the **union threat
+        model** of an L-inf ball of radius 0.1 and an L2 ball of radius 1.5 (a sample counts as
+        robust only if it survives every attack at its own budget).
     eps : float, optional
-        Perturbation budget for named attacks (their default if None). ``eps=0``
-        skips the attacks: the mask is clean correctness.
+        Perturbation budget for the named attacks without their own (their default if None).
+        ``eps=0`` skips those attacks (and a pair's budget 0 skips that attack): with no attack
+        left, the mask is clean correctness.
     batch_size : int, default=256
         Samples attacked at once.
     device : str or torch.device, optional
@@ -170,16 +163,12 @@ def robust_mask(model, X, y=None, attack="pgd", *, eps=None, batch_size=256, dev
         Unknown attack, negative eps, mismatched lengths, labels outside the model's
         classes, or ``X`` outside ``[clip_min, clip_max]``.
     """
-    attacks = _attack_names(attack)
+    entries = _attack_entries(attack)
     if eps is not None:
         eps = check_eps(eps)
     batch_size = check_positive_int(batch_size, "batch_size")
     module, X, y, device = _prepare(model, X, y, clip_min, clip_max, device)
-    if eps == 0:
-        grid = []
-    else:
-        grid = [get_attack(a, module, eps=eps, clip_min=clip_min, clip_max=clip_max, **attack_params)
-                if isinstance(a, str) else get_attack(a, module, **attack_params) for a in attacks]
+    grid = _build_grid(module, entries, eps, clip_min, clip_max, attack_params)
     with seeded(random_state, device.type == "cuda"):
         clean, masks = _evaluate(module, X, y, grid, batch_size=batch_size, device=device, sequential=True,
                                  random_state=random_state)
@@ -202,11 +191,13 @@ def robust_score(model, X, y=None, attack="pgd", *, eps=None, batch_size=256, de
         a robustkd estimator was fitted on). Without ``y``, the model's own clean predictions
         are used: the result is then the **stability** of its predictions under attack (clean
         "accuracy" is 1 by definition), useful on unlabeled data, not accuracy.
-    attack : str, advertorch Attack, or list of them, default="pgd"
-        Attack name or instance; a list means worst case per sample over all of them.
+    attack : str, advertorch Attack, (str, float) pair, or list of them, default="pgd"
+        Attack name or instance; a list means worst case per sample over all of them; a pair
+        ``(name, eps)`` has its own budget, so ``[("apgd_ce", 0.1), ("apgd_l2", 1.5)]`` scores the
+        union of two threat models (see :func:`robust_mask`).
     eps : float, optional
-        Perturbation budget for named attacks (their default if None); ``eps=0`` gives
-        clean accuracy.
+        Perturbation budget for named attacks without their own (their default if None);
+        ``eps=0`` gives clean accuracy.
     batch_size : int, default=256
         Samples attacked at once.
     device : str or torch.device, optional
@@ -241,6 +232,8 @@ def robust_score(model, X, y=None, attack="pgd", *, eps=None, batch_size=256, de
     1.0
     >>> robust_score(model, X, y, attack=["fgsm", "pgd"], eps=1.0)  # eps=1 covers [0, 1]
     0.0
+    >>> robust_score(model, X, y, attack=[("pgd", 0.0), ("pgd_l2", 0.0)])  # per-attack budgets
+    1.0
     """
     return float(np.mean(robust_mask(model, X, y, attack, eps=eps, batch_size=batch_size, device=device,
                                      clip_min=clip_min, clip_max=clip_max, random_state=random_state,
@@ -266,8 +259,11 @@ def make_robust_scorer(attack="pgd", eps=None, **kwargs):
 
     Parameters
     ----------
-    attack : str, advertorch Attack, or list of them, default="pgd"
+    attack : str, advertorch Attack, (str, float) pair, or list of them, default="pgd"
+        As in :func:`robust_score`; ``[("apgd_ce", 0.1), ("apgd_l2", 1.5)]`` scores a union
+        threat model.
     eps : float, optional
+        Budget of the named attacks without their own.
     **kwargs
         Any other parameter of :func:`robust_score` (``batch_size``, ``random_state``,
         attack parameters such as ``nb_iter``).
@@ -283,7 +279,7 @@ def make_robust_scorer(attack="pgd", eps=None, **kwargs):
     >>> make_robust_scorer("fgsm", eps=0.1)
     make_robust_scorer(attack='fgsm', eps=0.1)
     """
-    _attack_names(attack)
+    _attack_entries(attack)
     if eps is not None:
         check_eps(eps)
     return _RobustScorer(attack, eps, kwargs)
