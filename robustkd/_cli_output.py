@@ -6,8 +6,10 @@ __all__ = ["format_report", "format_results", "ProgressPrinter", "attack_lines"]
 METHOD_LEGEND = (
     "standard: no defence | teacher_<a>: adversarially trained against attack <a> | kd_<a>: student of "
     "teacher_<a> alone, clean data | mtkd_uniform: student of all teachers, equal weights, clean data | "
-    "mtkd_adaptive: MTKD-AR student, per-input weights ({scheme}), clean data | mtkd_adversarial: ARD-style "
-    "student trained on its own adversarial examples")
+    "mtkd_adaptive: MTKD-AR student, per-input weights ({scheme}), clean data (the paper's setting) | *_gm: the "
+    "same with input-gradient matching | mtkd_default: robustkd's default (robust-precision weights and "
+    "input-gradient matching), clean data | mtkd_adversarial: ARD-style student trained on its own adversarial "
+    "examples")
 
 def attack_lines(attacks, n_test):
     """One line per attack saying what it is, with its steps (from the attack registry)."""
@@ -42,8 +44,9 @@ def format_report(rows, title=None):
 
 
 def format_results(summary):
-    """Render :func:`robustkd.experiments.reproduce` results: one methods x eps table per attack."""
-    rows = summary["results"]
+    """Render :func:`robustkd.experiments.reproduce` results: one methods x eps table per attack, then the union
+    of the teachers' threat models with fit times, then the teachers' agreement diagnostics."""
+    rows = [r for r in summary["results"] if r["eps"] is not None]
     methods = summary["methods"]
     eps = sorted({r["eps"] for r in rows if r["attack"] != "clean"})
     attacks = list(dict.fromkeys(r["attack"] for r in rows if r["attack"] != "clean"))
@@ -59,7 +62,42 @@ def format_results(summary):
         for m in methods:
             lines.append(f"{m:<{width}}  {cell[(m, 'clean', 0.0)]:>7.4f}  "
                          + "  ".join(f"{cell[(m, attack, e)]:>8.4f}" for e in eps))
-    return "\n".join(lines)
+    return "\n".join(lines + _union_lines(summary, width) + _diagnostic_lines(summary))
+
+
+def _union_lines(summary, width):
+    union = {r["method"]: r for r in summary["results"] if r["attack"] == "union"}
+    if not union:
+        return []
+    first = next(iter(union.values()))
+    clean = {r["method"]: r["accuracy"] for r in summary["results"] if r["attack"] == "clean"}
+    lines = [f"\nunion of the teachers' threat models: {first['threat_model']} (a sample counts only if it survives "
+             f"every attack at its own budget; first {first['n_samples']} test images)",
+             f"{'method':<{width}}  {'clean':>7}  {'union':>7}  {'fit':>8}"]
+    for m in summary["methods"]:
+        if m in union:
+            fit = summary["timings"].get(m)
+            lines.append(f"{m:<{width}}  {clean[m]:>7.4f}  {union[m]['accuracy']:>7.4f}  "
+                         + (f"{fit:>7.0f}s" if fit is not None else f"{'':>8}"))
+    return lines
+
+
+def _diagnostic_lines(summary):
+    d = summary.get("diagnostics")
+    if not d:
+        return []
+    k = len(summary["teacher_names"])
+    cos = [[round(v, 2) for v in row[:k]] for row in d["gradient_cosine"][:k]]
+    pairs = [d["gradient_cosine"][i][j] for i in range(k) for j in range(k) if i != j]
+    agree = [d["agreement"][i][j] for i in range(k) for j in range(k) if i != j]
+    lines = [f"\nteachers on the first {d['n_samples']} test images (per-input weighting can matter only where "
+             f"they differ): pairwise agreement {sum(agree) / len(agree):.1%} on average, "
+             f"mean input-gradient cosine {sum(pairs) / len(pairs):.2f} (matrix {cos})" if pairs else
+             "\none teacher: nothing to weight"]
+    for i, m in enumerate(d["models"][k:], start=k):
+        lines.append(f"  {m}: input-gradient cosine to each teacher "
+                     + ", ".join(f"{d['gradient_cosine'][i][j]:.2f}" for j in range(k)))
+    return lines
 
 
 class ProgressPrinter:

@@ -61,7 +61,7 @@ def input_gradients(model, x, y, *, normalize=True, create_graph=False):
     return grad
 
 
-def gradient_matching_loss(student_grads, teacher_grads, weights):
+def gradient_matching_loss(student_grads, teacher_grads, weights, *, norm_floor=0.0):
     """``mean_i [1 - cos(s_i, sum_k w_ik t_ik)]``: the student's input gradient against the teachers' weighted mix.
 
     Parameters
@@ -73,11 +73,17 @@ def gradient_matching_loss(student_grads, teacher_grads, weights):
         counts by its weight alone.
     weights : Tensor of shape (n, K)
         Per-sample teacher weights, rows summing to 1.
+    norm_floor : float, default=0.0
+        With ``norm_floor > 0`` the student's gradient is divided by ``max(||s_i||, norm_floor * mean_j ||s_j||)``
+        (the batch mean, without gradient) instead of ``||s_i||``: a sample on which the student is so sure
+        that its gradient nearly vanishes then no longer dominates the batch (the cosine's gradient grows as
+        ``1 / ||s_i||``), which keeps long training runs stable. 0 is the plain cosine.
 
     Returns
     -------
     Tensor (scalar)
-        The loss, in [0, 2]: 0 when the directions agree, 1 when orthogonal, 2 when opposite.
+        The loss, in [0, 2]: 0 when the directions agree, 1 when orthogonal, 2 when opposite (with a floor,
+        a sample below it counts as less aligned than its direction is).
 
     Examples
     --------
@@ -96,5 +102,11 @@ def gradient_matching_loss(student_grads, teacher_grads, weights):
         raise ValueError(f"weights must have shape (n, K)={tuple(teacher_grads.shape[:2])}; got "
                          f"{tuple(weights.shape)}")
     target = (weights.view(*weights.shape, *([1] * (teacher_grads.dim() - 2))) * teacher_grads).sum(1)
-    cos = F.cosine_similarity(student_grads.flatten(1), target.flatten(1), dim=1, eps=_TINY)
-    return (1 - cos).mean()
+    if not norm_floor > 0:
+        cos = F.cosine_similarity(student_grads.flatten(1), target.flatten(1), dim=1, eps=_TINY)
+        return (1 - cos).mean()
+    s, t = student_grads.flatten(1), target.flatten(1)
+    t = t / t.norm(dim=1, keepdim=True).clamp_min(_TINY)
+    norms = s.norm(dim=1)
+    denominator = torch.maximum(norms, norm_floor * norms.detach().mean()).clamp_min(_TINY)
+    return (1 - (s * t).sum(1) / denominator).mean()

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback
 
-from .attacks import check_eps
+from .attacks import available_attacks, check_eps
 from .exceptions import RobustKDWarning
 from .training._schedule import OneCycleLR
 from .evaluation.robust import robust_score
@@ -83,6 +83,13 @@ def _arrays(dataset):
     return X, dataset.y
 
 
+def _training_norm(net):
+    """The norm of a net's training attack ("linf", "l2"), or None when it has none known to the registry."""
+    name = net.training_attack() if hasattr(net, "training_attack") else getattr(net, "attack", None)
+    spec = available_attacks().get(name) if isinstance(name, str) else None
+    return spec["norm"] if spec else None
+
+
 class RobustEarlyStopping(Callback):
     """Model selection by robust accuracy on the validation split, and a guard against catastrophic overfitting.
 
@@ -103,7 +110,9 @@ class RobustEarlyStopping(Callback):
     attack : str, default="pgd"
         The attack that measures robustness.
     eps : float, optional
-        Its budget; defaults to the net's ``eps`` (an :class:`~robustkd.AdversarialTeacher`'s).
+        Its budget; defaults to the net's ``eps`` (an :class:`~robustkd.AdversarialTeacher`'s). For a net
+        trained with an L2 attack, that eps is an L2 radius: ``"pgd"`` then means ``"pgd_l2"`` and the
+        FGSM watch (an L-inf attack) is skipped (``valid_fgsm_acc`` is NaN, no collapse check).
     max_samples : int, default=500
         Validation samples attacked per epoch (the first ones).
     patience : int, optional
@@ -159,9 +168,11 @@ class RobustEarlyStopping(Callback):
         X, y = _arrays(dataset_valid)
         X, y = X[:self.max_samples], np.asarray(y[:self.max_samples])
         eps = self.eps if self.eps is not None else net.eps
-        robust = robust_score(net.module_, X, y, self.attack, eps=eps, random_state=self.random_state,
+        l2 = self.eps is None and _training_norm(net) == "l2"   # eps is then an L2 radius
+        attack = "pgd_l2" if l2 and self.attack == "pgd" else self.attack
+        robust = robust_score(net.module_, X, y, attack, eps=eps, random_state=self.random_state,
                               **(self.attack_params or {}))
-        fgsm = robust_score(net.module_, X, y, "fgsm", eps=eps)
+        fgsm = float("nan") if l2 else robust_score(net.module_, X, y, "fgsm", eps=eps)
         best = robust > self.best_
         net.history.record("valid_robust_acc", robust)
         net.history.record("valid_fgsm_acc", fgsm)
@@ -260,7 +271,7 @@ class TeacherWeights(Callback):
             return
         Xi, yi = batch
         logits = net.teacher_logits(Xi)
-        weights = net.weighter_(logits, torch.as_tensor(yi, device=logits.device).long())
+        weights = net.batch_weights(Xi, torch.as_tensor(yi, device=logits.device).long(), logits)
         for k, w in enumerate(weights.mean(0).tolist()):
             net.history.record_batch(f"weight_t{k}", w)
 

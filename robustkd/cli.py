@@ -113,8 +113,9 @@ def cmd_reproduce(args):
     printer = None
     if not args.quiet:
         n_attacks, n_adv = len(cfg.attacks), int(cfg.adversarial_student)
-        n_train_steps = 4 + n_attacks + n_adv        # standard, teacher pool, kd per teacher, 2-3 students
-        n_eval_steps = 3 + 2 * n_attacks + n_adv     # every model, teachers included
+        n_students = (n_attacks + 2) * (2 if cfg.gradient_matching else 1) + bool(cfg.gradient_matching) + n_adv
+        n_train_steps = 2 + n_students                       # standard, teacher pool, the students
+        n_eval_steps = 2 + n_attacks + n_students            # every model, teachers included; the diagnostics
         printer = ProgressPrinter(n_train_steps + n_eval_steps)
     try:
         summary = reproduce(cfg, progress=printer)
@@ -138,7 +139,7 @@ def _option_name(name):
     return "--" + name.replace("_", "-")
 
 
-def _add_config_option(parser, name, **override):
+def _add_config_option(parser, name, aliases=(), **override):
     """Add the command-line option of :class:`ExperimentConfig` field ``name`` (type, default, help from it)."""
     field = _FIELDS[name]
     meta = {**field.metadata, **override}
@@ -158,6 +159,7 @@ def _add_config_option(parser, name, **override):
     if meta["kind"] == "names":
         kwargs.update(type=_csv("attacks"), default=_joined(default))
         kwargs["help"] += f", comma-separated, from {','.join(ATTACKS)}"
+        kwargs["dest"] = name
     elif meta["kind"] == "budgets":
         kwargs.update(type=_csv("eps"), default=_joined(default), help=kwargs["help"] + ", comma-separated")
     elif name == "device":
@@ -168,7 +170,7 @@ def _add_config_option(parser, name, **override):
         kwargs["choices"] = meta["choices"]()
     elif meta["choices"] is not None:
         kwargs["help"] += f", one of {','.join(meta['choices']())}"
-    parser.add_argument(_option_name(name), **kwargs)
+    parser.add_argument(_option_name(name), *aliases, **kwargs)
 
 
 SHARED = ("dataset", "data_home", "download", "epochs", "n_train", "n_test", "seed", "device")
@@ -196,7 +198,7 @@ def build_parser():
                                     "models; write results.json, results.csv and plots to --out.",
                         formatter_class=fmt)
     for name in _FIELDS:
-        _add_config_option(rp, name)
+        _add_config_option(rp, name, aliases=("--teachers",) if name == "attacks" else ())
     rp.add_argument("--quiet", action="store_true", help="no progress and no table")
     rp.set_defaults(func=cmd_reproduce, parser=rp)
     return parser

@@ -5,118 +5,39 @@ that use them) to a non-negative ``(n, K)`` matrix whose rows sum to 1. With
 :math:`p_{ik} = \\mathrm{softmax}(z_{ik})`, :math:`\\ell_{ik} = -\\log p_{ik}[y_i]` (the
 teacher's cross-entropy on sample i) and :math:`H_{ik} = -\\sum_c p_{ik}[c] \\log p_{ik}[c]`:
 
-============  =====================================================================  ============
-scheme        weight :math:`w_{ik}`                                                   uses labels
-============  =====================================================================  ============
-uniform       :math:`1 / K` (the plain-ensemble baseline)                             no
-accuracy      :math:`a_k / \\sum_j a_j`, :math:`a_k` the teacher's accuracy on the      yes
-              batch (the same for every sample; uniform if no teacher is right)
-confidence    :math:`\\mathrm{softmax}_k(p_{ik}[y_i] / \\tau)`: the teacher's probability  yes
-              of the true class (MTKD-AR's adaptive weighting; default)
-loss          :math:`\\mathrm{softmax}_k(-\\ell_{ik} / \\tau)`                              yes
-entropy       :math:`\\mathrm{softmax}_k(-H_{ik} / \\tau)`: confident teachers lead       no
-              (entropy-based KD, Kwon et al., 2020)
-camkd         :math:`(1 - \\mathrm{softmax}_k(\\ell_{ik})) / (K - 1)` (CA-MKD, Zhang     yes
-              et al., 2022); 1 when K = 1
-============  =====================================================================  ============
+================  =====================================================================  ============
+scheme            weight :math:`w_{ik}`                                                   uses labels
+================  =====================================================================  ============
+uniform           :math:`1 / K` (the plain-ensemble baseline)                             no
+accuracy          :math:`a_k / \\sum_j a_j`, :math:`a_k` the teacher's accuracy on the      yes
+                  batch (the same for every sample; uniform if no teacher is right)
+confidence        :math:`\\mathrm{softmax}_k(p_{ik}[y_i] / \\tau)`: the teacher's probability  yes
+                  of the true class (MTKD-AR's adaptive weighting; default)
+loss              :math:`\\mathrm{softmax}_k(-\\ell_{ik} / \\tau)`                              yes
+entropy           :math:`\\mathrm{softmax}_k(-H_{ik} / \\tau)`: confident teachers lead       no
+                  (entropy-based KD, Kwon et al., 2020)
+camkd             :math:`(1 - \\mathrm{softmax}_k(\\ell_{ik})) / (K - 1)` (CA-MKD, Zhang     yes
+                  et al., 2022); 1 when K = 1
+robust_precision  :math:`\\mathrm{softmax}_k(\\tilde p_{ik}[y_i] / \\tau)`, with            yes
+                  :math:`\\tilde p_{ik}` teacher k's probabilities at its own adversarial
+                  example of x_i (PGD of its norm, ``n_steps`` steps, ``eps_scale``
+                  times its training eps): a teacher robust around the input leads there
+================  =====================================================================  ============
 
 A callable ``f(teacher_logits, y) -> (n, K) tensor`` may be given instead of a name;
 its rows are checked and normalised to sum to 1. New named schemes are added with
 :func:`register_scheme` and then work everywhere a built-in one does.
 """
-import dataclasses
 import numbers
 
 import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator
 
-from ._names import SCHEMES, check_new_name  # the built-in names, shared with the command line
+from ._names import SCHEMES  # the built-in names, shared with the command line
+from ._scheme_registry import _SCHEMES, SchemeSpec, available_schemes, register_scheme
 
 __all__ = ["SCHEMES", "SchemeSpec", "register_scheme", "available_schemes", "teacher_weights", "AdaptiveWeighter"]
-
-
-@dataclasses.dataclass(frozen=True)
-class SchemeSpec:
-    """A registered weighting scheme.
-
-    Parameters
-    ----------
-    name : str
-        Registry name (``weighter__scheme=name``).
-    fn : callable
-        ``fn(teacher_logits, y, tau) -> (n, K) tensor`` of non-negative weights with positive row
-        sums (normalised to 1 by :func:`teacher_weights`); ``teacher_logits`` is a float tensor
-        ``(n, K, C)`` without gradient, ``y`` an int64 tensor ``(n,)`` (None unless ``needs_labels``).
-    needs_labels : bool
-        Whether ``fn`` uses the true labels.
-    description : str
-        One line for listings.
-    per_sample : bool
-        Whether sample i's weights depend on sample i alone (its teachers' logits and label), not on
-        the rest of its batch. Then they do not change during a fit, and a distiller stores the
-        teachers' gradient mixture per input once (see ``gradient_matching``).
-    """
-
-    name: str
-    fn: object
-    needs_labels: bool
-    description: str = ""
-    per_sample: bool = True
-
-
-_SCHEMES = {}
-
-
-def register_scheme(name, fn, *, needs_labels, description="", per_sample=True, overwrite=False):
-    """Add a weighting scheme usable by name everywhere a built-in one is (``weighter__scheme=name``).
-
-    Parameters
-    ----------
-    name : str
-        Registry name.
-    fn : callable
-        ``fn(teacher_logits, y, tau) -> (n, K) tensor`` (see :class:`SchemeSpec`).
-    needs_labels : bool
-        Whether ``fn`` uses the true labels ``y``.
-    description : str, default=""
-        One line for listings.
-    per_sample : bool, default=True
-        Sample i's weights depend on sample i alone, not on the rest of its batch (see
-        :class:`SchemeSpec`); False for a scheme such as ``accuracy``.
-    overwrite : bool, default=False
-        Replace an existing scheme of that name (otherwise an error).
-
-    Returns
-    -------
-    SchemeSpec
-        The registered entry.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from robustkd.weighting import register_scheme, teacher_weights
-    >>> spec = register_scheme("first", lambda z, y, tau: torch.eye(z.shape[1])[[0] * len(z)],
-    ...                        needs_labels=False, overwrite=True)
-    >>> teacher_weights(torch.randn(2, 3, 4), scheme="first").tolist()
-    [[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]
-    """
-    check_new_name(_SCHEMES, "a scheme", name, overwrite)
-    if not callable(fn):
-        raise TypeError(f"fn must be callable fn(teacher_logits, y, tau); got {type(fn).__name__}")
-    _SCHEMES[name] = SchemeSpec(name, fn, bool(needs_labels), description, bool(per_sample))
-    return _SCHEMES[name]
-
-
-def available_schemes():
-    """Names of the registered weighting schemes, built-in ones first.
-
-    Returns
-    -------
-    list of str
-        Registry names.
-    """
-    return list(_SCHEMES)
 
 
 def _true_class_log_prob(teacher_logits, y):
@@ -159,6 +80,8 @@ for _name, _fn, _labels in (("uniform", _uniform, False), ("accuracy", _accuracy
                             ("confidence", _confidence, True), ("loss", _loss, True),
                             ("entropy", _entropy, False), ("camkd", _camkd, True)):
     register_scheme(_name, _fn, needs_labels=_labels, per_sample=_name != "accuracy")
+register_scheme("robust_precision", _confidence, needs_labels=True, adversarial=True,
+                description="confidence in the true class at the teacher's own adversarial example")
 if tuple(_SCHEMES) != SCHEMES:  # pragma: no cover - a guard for whoever edits either list
     raise ImportError(f"robustkd._names.SCHEMES {SCHEMES} does not match the built-in schemes {tuple(_SCHEMES)}")
 
@@ -240,7 +163,11 @@ class AdaptiveWeighter(BaseEstimator):
         A registered name (``"uniform"``, ``"accuracy"``, ``"confidence"``, ``"loss"``,
         ``"entropy"``, ``"camkd"`` or one added with :func:`register_scheme`) or a callable.
     tau : float, default=1.0
-        Softmax temperature for ``confidence``, ``loss`` and ``entropy``.
+        Softmax temperature for ``confidence``, ``loss``, ``entropy`` and ``robust_precision``.
+    eps_scale : float, default=1.0
+        ``robust_precision``: each teacher is attacked at this multiple of its own training budget.
+    n_steps : int, default=5
+        ``robust_precision``: steps of the PGD attack of each teacher's norm.
 
     References
     ----------
@@ -258,9 +185,13 @@ class AdaptiveWeighter(BaseEstimator):
     (torch.Size([5, 3]), True)
     """
 
-    def __init__(self, scheme="confidence", tau=1.0):
+    eps_scale, n_steps = 1.0, 5   # for weighters pickled before robust_precision existed
+
+    def __init__(self, scheme="confidence", tau=1.0, eps_scale=1.0, n_steps=5):
         self.scheme = scheme
         self.tau = tau
+        self.eps_scale = eps_scale
+        self.n_steps = n_steps
 
     def fit(self, X=None, y=None):
         """Nothing to learn (the weights depend on each batch only); returns ``self``.
@@ -285,6 +216,11 @@ class AdaptiveWeighter(BaseEstimator):
     def per_sample(self):
         """Whether sample i's weights depend on sample i alone (never assumed of a callable)."""
         return not callable(self.scheme) and self.scheme in _SCHEMES and _SCHEMES[self.scheme].per_sample
+
+    @property
+    def adversarial(self):
+        """Whether the scheme reads the teachers' logits on their own adversarial examples."""
+        return not callable(self.scheme) and self.scheme in _SCHEMES and _SCHEMES[self.scheme].adversarial
 
     @property
     def needs_labels(self):

@@ -46,7 +46,7 @@ def test_missing_data_is_one_line_not_a_traceback(tmp_path, capsys):
 TINY = ["reproduce", "--n-train", "240", "--n-test", "60", "--epochs", "1", "--attacks", "fgsm,pgd",
         "--eval-attacks", "fgsm,pgd", "--no-autoattack", "--eps", "0.1,0.2", "--quiet"]
 METHODS = ["standard", "teacher_fgsm", "teacher_pgd", "kd_fgsm", "kd_pgd", "mtkd_uniform", "mtkd_adaptive",
-           "mtkd_adversarial"]
+           "kd_fgsm_gm", "kd_pgd_gm", "mtkd_uniform_gm", "mtkd_adaptive_gm", "mtkd_default", "mtkd_adversarial"]
 
 
 def test_reproduce_writes_every_cell_and_reuses_saved_models(tmp_path, capsys):
@@ -59,11 +59,21 @@ def test_reproduce_writes_every_cell_and_reuses_saved_models(tmp_path, capsys):
     first = json.loads((out / "results.json").read_text())
     assert first["methods"] == METHODS and not any(first["reused"].values())
     cells = {(r["method"], r["attack"], r["eps"]) for r in first["results"]}
-    expected = {(m, "clean", 0.0) for m in METHODS} | {
+    expected = {(m, "clean", 0.0) for m in METHODS} | {(m, "union", None) for m in METHODS} | {
         (m, a, e) for m in METHODS for a in ("fgsm", "pgd", "worst_case") for e in (0.1, 0.2)}
     assert cells == expected and len(first["results"]) == len(expected)
+    # two L-inf teachers at the training eps 0.2: the union of their threat models is the worst case at 0.2
+    cell = {(r["method"], r["attack"], r["eps"]): r for r in first["results"]}
+    for m in METHODS:
+        assert cell[(m, "union", None)]["accuracy"] == cell[(m, "worst_case", 0.2)]["accuracy"]
+        assert cell[(m, "union", None)]["threat_model"] == "fgsm@0.2+pgd@0.2"
+    assert first["union"] == [["fgsm", 0.2], ["pgd", 0.2]]
+    diag = first["diagnostics"]
+    assert diag["models"] == ["teacher_fgsm", "teacher_pgd"] + [m for m in METHODS if m.startswith(("kd", "mtkd"))]
+    assert 0 <= diag["all_agree"] <= 1 and len(diag["gradient_cosine"]) == len(diag["models"])
     rows = list(csv.DictReader((out / "results.csv").open()))
-    assert len(rows) == len(expected) and set(rows[0]) == {"method", "attack", "eps", "accuracy", "n_samples"}
+    assert len(rows) == len(expected) and set(rows[0]) == {"method", "attack", "eps", "accuracy", "n_samples",
+                                                           "threat_model"}
     assert len(first["teacher_weights"]["mtkd_adaptive"]) == 1  # one epoch, two teachers
     assert len(first["teacher_weights"]["mtkd_adaptive"][0]) == 2
 
@@ -84,7 +94,7 @@ def test_reproduce_writes_every_cell_and_reuses_saved_models(tmp_path, capsys):
     # other evaluation settings evaluate again (the models are reused)
     assert main([a if a != "0.1,0.2" else "0.2" for a in TINY] + ["--out", str(out)]) == 0
     third = json.loads((out / "results.json").read_text())
-    assert all(third["reused"].values()) and {r["eps"] for r in third["results"]} == {0.0, 0.2}
+    assert all(third["reused"].values()) and {r["eps"] for r in third["results"]} == {0.0, 0.2, None}
     assert len(list((out / "evaluations").glob("*.json"))) == 2 * len(METHODS)
 
 
@@ -133,7 +143,7 @@ def test_reproduce_prints_one_table_per_attack(tmp_path, capsys):
         assert f"\n{attack}\n" in out
     table = out.split("\nworst_case\n")[1].splitlines()
     assert table[0].split() == ["method", "clean", "eps=0.1", "eps=0.2"]
-    assert [line.split()[0] for line in table[1:8]] == METHODS[:-1]
+    assert [line.split()[0] for line in table[1:len(METHODS)]] == METHODS[:-1]
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -145,6 +155,9 @@ def test_reproduce_prints_one_table_per_attack(tmp_path, capsys):
     (["reproduce", "--scheme", "best"], "--scheme must be one of"),
     (["reproduce", "--device", "gpu"], "invalid device 'gpu'; choose cpu, cuda, cuda:<index> or auto"),
     (["reproduce", "--alpha", "2"], "--alpha must be in [0, 1]"),
+    (["reproduce", "--teachers", "fgsm,pgd_l2:big"], "--attacks: a teacher is attack or attack:eps"),
+    (["reproduce", "--teachers", "pgd_l2:0"], "--attacks: a teacher's eps must be finite and > 0"),
+    (["reproduce", "--gradient-matching", "-1"], "--gradient-matching must be finite and >= 0"),
 ])
 def test_reproduce_rejects_bad_arguments_on_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as info:
@@ -304,3 +317,26 @@ def test_a_valid_size_that_leaves_no_training_data_is_one_line_before_any_traini
     assert err == ["robustkd: error: valid_size must leave training images on both sides: between 10 and 40 for 50 "
                    "training images and 10 classes (0: no robust selection); got valid_size=45"]
     assert not list((tmp_path / "models").glob("*.joblib"))
+
+
+def test_reproduce_with_a_mixed_norm_pool_scores_the_union_of_threat_models(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "mixed"
+    argv = ["reproduce", "--n-train", "240", "--n-test", "60", "--epochs", "1", "--teachers", "fgsm,pgd_l2:1.0",
+            "--eval-attacks", "fgsm,pgd", "--no-autoattack", "--eps", "0.1,0.2", "--no-adversarial-student",
+            "--gradient-matching", "0", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["teacher_names"] == ["fgsm", "pgd_l2@1"]
+    assert summary["methods"] == ["standard", "teacher_fgsm", "teacher_pgd_l2@1", "kd_fgsm", "kd_pgd_l2@1",
+                                  "mtkd_uniform", "mtkd_adaptive"], "no gradient-matching students with weight 0"
+    assert summary["union"] == [["fgsm", 0.2], ["pgd", 0.2], ["apgd_l2", 1.0]]
+    union = {r["method"]: r for r in summary["results"] if r["attack"] == "union"}
+    worst = {r["method"]: r["accuracy"] for r in summary["results"] if r["attack"] == "worst_case" and r["eps"] == 0.2}
+    assert set(union) == set(summary["methods"])
+    assert all(union[m]["accuracy"] <= worst[m] for m in union), "the L2 attack can only take more samples"
+    assert union["mtkd_uniform"]["threat_model"] == "fgsm@0.2+pgd@0.2+apgd_l2@1"
+    assert "union of the teachers' threat models: fgsm@0.2+pgd@0.2+apgd_l2@1" in printed
+    assert "mean input-gradient cosine" in printed

@@ -69,14 +69,29 @@ def _distiller(teachers, **kwargs):
     return MultiTeacherDistiller(teachers, **params)
 
 
+class NoGradientTerm:
+    """A distiller whose gradient term must never be computed (nor the teachers' input gradients)."""
+
+    def gradient_matching_term(self, *args, **kwargs):
+        raise AssertionError("the gradient term was computed")
+
+    def _teacher_gradients(self, *args, **kwargs):
+        raise AssertionError("teacher gradients were computed")
+
+
 def test_a_zero_weight_changes_nothing(teacher_pool, digits):
+    from robustkd import MultiTeacherDistiller
     X_train, _, y_train, _ = digits
-    plain = _distiller(teacher_pool).fit(X_train[:300], y_train[:300])
-    zero = _distiller(teacher_pool, gradient_matching=0.0).fit(X_train[:300], y_train[:300])
-    some = _distiller(teacher_pool, gradient_matching=1.0).fit(X_train[:300], y_train[:300])
-    assert all(torch.equal(p, q) for p, q in zip(plain.module_.parameters(), zero.module_.parameters()))
-    assert not all(torch.equal(p, q) for p, q in zip(plain.module_.parameters(), some.module_.parameters()))
-    assert "grad_cos" not in plain.history[-1]["batches"][0] and "grad_cos" in some.history[-1]["batches"][0]
+    X, y = X_train[:300], y_train[:300]
+    Plain = type("Plain", (NoGradientTerm, GradientCacheRecorder, MultiTeacherDistiller), {})
+    kw = dict(max_epochs=2, batch_size=64, train_split=None, verbose=0, random_state=0)
+    zero = Plain(teacher_pool, gradient_matching=0.0, **kw).fit(X, y)        # the paper's loss, nothing more
+    assert zero.train_dataset_.teacher_grads is None and "grad_cos" not in zero.history[-1]["batches"][0]
+    other = Plain(teacher_pool, gradient_matching=0, gradient_weighter=None, **kw).fit(X, y)
+    assert all(torch.equal(p, q) for p, q in zip(zero.module_.parameters(), other.module_.parameters()))
+    some = _distiller(teacher_pool, gradient_matching=1.0).fit(X, y)
+    assert not all(torch.equal(p, q) for p, q in zip(zero.module_.parameters(), some.module_.parameters()))
+    assert "grad_cos" in some.history[-1]["batches"][0]
 
 
 class GradientCacheRecorder:
@@ -94,7 +109,8 @@ def test_cached_teacher_gradients_equal_fresh_ones(teacher_pool, digits, scheme,
     Recorder = type("Recorder", (GradientCacheRecorder, MultiTeacherDistiller), {})
     X_train, _, y_train, _ = digits
     X, y = X_train[:200], y_train[:200]
-    d = Recorder(teacher_pool, gradient_matching=1.0, weighter__scheme=scheme, max_epochs=1, batch_size=64,
+    d = Recorder(teacher_pool, gradient_matching=1.0, weighter__scheme=scheme, gradient_weighter=None, max_epochs=1,
+                 batch_size=64,
                  train_split=None, verbose=0, random_state=0).fit(X, y)
     cached = d.train_dataset_.teacher_grads
     n_teachers = len(teacher_pool.teachers_)
@@ -122,7 +138,7 @@ def test_cached_and_recomputed_teacher_gradients_train_the_same_student(teacher_
 
 def test_gradient_matching_aligns_the_students_input_gradients_with_the_teachers(teacher_pool, digits):
     X_train, X_test, y_train, y_test = digits
-    plain = _distiller(teacher_pool, max_epochs=10).fit(X_train, y_train)
+    plain = _distiller(teacher_pool, max_epochs=10, gradient_matching=0.0).fit(X_train, y_train)
     matched = _distiller(teacher_pool, max_epochs=10, gradient_matching=5.0).fit(X_train, y_train)
     x, y = torch.as_tensor(X_test), torch.as_tensor(y_test).long()
     target = matched.gradient_target(x, y).flatten(1)
@@ -139,3 +155,101 @@ def test_gradient_matching_weight_is_checked(teacher_pool, digits, value):
     with pytest.raises(ValueError, match=f"gradient_matching must be a finite number >= 0; got "
                                          f"gradient_matching={value!r}"):
         _distiller(teacher_pool, gradient_matching=value).fit(X_train[:64], y_train[:64])
+
+
+def test_teacher_diagnostics_measure_agreement_and_gradient_alignment(teacher_pool, standard_net, digits):
+    from robustkd.distillation import teacher_diagnostics
+    _, X_test, _, y_test = digits
+    teachers = list(teacher_pool.teachers_)
+    d = teacher_diagnostics(teachers + [standard_net], X_test, y_test)
+    k = len(teachers) + 1
+    agree, cos = np.array(d["agreement"]), np.array(d["gradient_cosine"])
+    assert agree.shape == cos.shape == (k, k)
+    assert np.allclose(np.diag(agree), 1) and np.allclose(np.diag(cos), 1, atol=1e-5)
+    assert np.allclose(agree, agree.T) and np.allclose(cos, cos.T, atol=1e-6)
+    assert d["all_agree"] <= agree.min() + 1e-9
+    preds = [t.predict(X_test) for t in teachers + [standard_net]]
+    assert agree[0, 3] == pytest.approx(np.mean(preds[0] == preds[3]))
+    assert d["accuracy"][3] == pytest.approx(np.mean(preds[3] == y_test))
+    # the robust teachers' gradients agree with each other more than with the standard model's
+    assert min(cos[i, j] for i in range(3) for j in range(3)) > max(cos[i, 3] for i in range(3))
+    same = teacher_diagnostics([teachers[0], teachers[0]], X_test[:50], y_test[:50])
+    assert same["all_agree"] == 1.0 and same["mean_gradient_cosine"] == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError, match="models must be a non-empty list"):
+        teacher_diagnostics([], X_test, y_test)
+
+
+# ---------------------------------------------------------------- robust-precision weighting
+def test_robust_precision_weights_favour_the_teacher_robust_around_each_input(teacher_pool, digits):
+    from robustkd import AdversarialTeacher, SmallCNN
+    X_train, _, y_train, _ = digits
+    weak = AdversarialTeacher(SmallCNN, module__input_shape=(1, 8, 8), attack="pgd", eps=0.2, max_epochs=1,
+                              train_split=None, verbose=0, random_state=0).fit(X_train[:200], y_train[:200])
+    teachers = list(teacher_pool.teachers_) + [weak]
+    Recorder = type("Recorder", (GradientCacheRecorder, __import__("robustkd").MultiTeacherDistiller), {})
+    kw = dict(weighter__scheme="robust_precision", weighter__tau=0.1, weighter__n_steps=3, max_epochs=1,
+              batch_size=64, train_split=None, verbose=0, random_state=0)
+    d = Recorder(teachers, **kw).fit(X_train[:300], y_train[:300])
+    w = d.train_dataset_.teacher_weights
+    assert w.shape == (300, 4) and torch.allclose(w.sum(1), torch.ones(300), atol=1e-5)
+    assert w[:, 3].mean() < 0.5 * w[:, 1].mean(), "the barely trained teacher is robust around few inputs"
+    # cached once per fit == computed per batch (per-sample random starts), and recorded by TeacherWeights
+    x, y = torch.as_tensor(X_train[:300]), torch.as_tensor(y_train[:300]).long()
+    fresh = d.batch_weights({"X": x, "index": torch.arange(300)}, y)
+    assert torch.allclose(fresh, w, atol=1e-5)
+    assert np.allclose(d.mean_teacher_weights()[0], w.mean(0).numpy(), atol=2e-3)  # a mean of batch means
+    uncached = type(d)(teachers, cache_teacher_outputs=False, **kw).fit(X_train[:300], y_train[:300])
+    assert np.allclose(uncached.mean_teacher_weights(), d.mean_teacher_weights(), atol=1e-4)
+
+
+def test_robust_precision_needs_teachers_with_a_threat_model(teacher_pool, standard_net, digits):
+    X_train, _, y_train, _ = digits
+    with pytest.raises(ValueError, match=r"teachers\[1\] \(.*\) has none: use AdversarialTeachers"):
+        _distiller([teacher_pool.teachers_[0], standard_net.module_],
+                   weighter="robust_precision").fit(X_train[:64], y_train[:64])
+    with pytest.raises(ValueError, match="eps_scale must be a finite number > 0; got weighter__eps_scale=0"):
+        _distiller(teacher_pool, weighter="robust_precision", weighter__eps_scale=0).fit(X_train[:64], y_train[:64])
+
+
+def test_auto_weighter_is_robust_precision_for_several_adversarial_teachers_only(teacher_pool, standard_net, digits):
+    X_train, _, y_train, _ = digits
+    X, y = X_train[:200], y_train[:200]
+    d = _distiller(teacher_pool, max_epochs=1).fit(X, y)
+    w = d.weighter_
+    assert (w.scheme, w.tau, w.eps_scale) == ("robust_precision", 0.1, 2.0) and d.gradient_weighter_ is None
+    assert _distiller(teacher_pool, weighter__scheme="confidence", max_epochs=1).fit(X, y).weighter_.tau == 1.0, \
+        "a scheme asked for keeps its own defaults"
+    modules = _distiller([t.module_ for t in teacher_pool.teachers_], module=type(standard_net.module_),
+                         module__input_shape=(1, 8, 8), max_epochs=1).fit(X, y)
+    assert modules.weighter_.scheme == "confidence", "plain modules have no threat model: MTKD-AR's weights"
+    assert _distiller([teacher_pool.teachers_[0]], max_epochs=1).fit(X, y).weighter_.scheme == "confidence"
+
+
+def test_the_gradient_term_can_have_its_own_weighter(teacher_pool, digits):
+    X_train, _, y_train, _ = digits
+    X, y = X_train[:200], y_train[:200]
+    d = _distiller(teacher_pool, weighter="uniform", gradient_weighter="robust_precision", max_epochs=1).fit(X, y)
+    x, yt = torch.as_tensor(X), torch.as_tensor(y).long()
+    batch = {"X": x, "index": torch.arange(200)}
+    w_grad, w_kd = d.gradient_weights(batch, yt), d.batch_weights(x, yt)
+    assert torch.allclose(w_kd, torch.full_like(w_kd, 1 / 3)) and not torch.allclose(w_grad, w_kd, atol=1e-2)
+    grads = d.frozen_teachers_.input_gradients(x, yt)
+    assert torch.allclose(d.gradient_target(batch, yt), (w_grad.view(200, -1, 1, 1, 1) * grads).sum(1), atol=1e-5)
+    with pytest.raises(TypeError, match="gradient_weighter must be None, an AdaptiveWeighter"):
+        _distiller(teacher_pool, gradient_weighter=3).fit(X[:64], y[:64])
+
+
+def test_a_norm_floor_keeps_nearly_vanishing_student_gradients_from_dominating():
+    t = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])             # two samples, one teacher each
+    w = torch.ones(2, 1)
+    s = torch.tensor([[1e-6, 1e-6], [2.0, 0.0]], requires_grad=True)   # sample 0: a nearly vanishing gradient
+    plain = gradient_matching_loss(s, t, w)
+    assert torch.allclose(gradient_matching_loss(s, t, w, norm_floor=0.0), plain)
+    plain_grad, = torch.autograd.grad(plain, s)
+    floored = gradient_matching_loss(s, t, w, norm_floor=0.1)
+    floored_grad, = torch.autograd.grad(floored, s)
+    assert plain_grad[0].norm() > 1e4, "the plain cosine's gradient explodes as 1 / ||s_0||"
+    assert floored_grad[0].norm() < 10 and torch.allclose(floored_grad[1], plain_grad[1], atol=1e-6)
+    # above the floor nothing changes: the cosine of well-scaled gradients
+    s2 = torch.tensor([[1.0, 1.0], [1.0, 3.0]])
+    assert torch.allclose(gradient_matching_loss(s2, t, w, norm_floor=0.1), gradient_matching_loss(s2, t, w))

@@ -7,6 +7,7 @@ from robustkd import (AdversarialTeacher, MultiTeacherDistiller, SmallCNN, avail
                       register_attack, register_dataset, register_scheme, robust_mask, robust_score)
 from robustkd.attacks import _registry as attack_registry
 from robustkd.datasets import _registry as dataset_registry
+from robustkd import _scheme_registry as scheme_registry
 from robustkd import weighting
 
 
@@ -14,7 +15,9 @@ from robustkd import weighting
 def isolated_registries(monkeypatch):
     """Each test registers into copies of the registries, so nothing leaks into other tests."""
     monkeypatch.setattr(attack_registry, "_ATTACKS", dict(attack_registry._ATTACKS))
-    monkeypatch.setattr(weighting, "_SCHEMES", dict(weighting._SCHEMES))
+    schemes = dict(weighting._SCHEMES)       # the registry lives in robustkd._scheme_registry, read by weighting
+    monkeypatch.setattr(weighting, "_SCHEMES", schemes)
+    monkeypatch.setattr(scheme_registry, "_SCHEMES", schemes)
     monkeypatch.setattr(dataset_registry, "DATASETS", dict(dataset_registry.DATASETS))
 
 

@@ -182,3 +182,55 @@ def test_identical_attacks_in_a_list_are_restarts_with_new_random_starts():
     assert not np.array_equal(sample_seeds(0, np.arange(5), salt=0), sample_seeds(0, np.arange(5), salt=1))
     assert np.array_equal(sample_seeds(3, [7, 8]), sample_seeds(3, np.arange(10))[[7, 8]])
     assert len(set(sample_seeds(0, np.arange(1000)).tolist())) == 1000
+
+
+# ------------------------------------------------------------------ per-attack budgets: union threat models
+def test_a_union_of_threat_models_is_the_per_sample_and_of_its_members(teacher_pool, digits):
+    _, X_test, _, y_test = digits
+    model = teacher_pool.teachers_[1]
+    X, y = X_test[:200], y_test[:200]
+    linf = robust_mask(model, X, y, "pgd", eps=0.1, random_state=0)
+    l2 = robust_mask(model, X, y, "pgd_l2", eps=0.5, random_state=0)
+    union = robust_mask(model, X, y, [("pgd", 0.1), ("pgd_l2", 0.5)], random_state=0)
+    assert np.array_equal(union, linf & l2)
+    assert union.sum() < min(linf.sum(), l2.sum()), "each threat model breaks samples the other does not"
+    # a bare name takes eps, a pair keeps its own budget; a single pair is one attack
+    mixed = robust_mask(model, X, y, ["pgd", ("pgd_l2", 0.5)], eps=0.1, random_state=0)
+    assert np.array_equal(mixed, union)
+    assert robust_score(model, X, y, ("pgd", 0.1), random_state=0) == float(linf.mean())
+    # budget 0 leaves that attack out
+    assert np.array_equal(robust_mask(model, X, y, [("pgd", 0.0), ("pgd_l2", 0.5)], random_state=0), l2)
+    scorer = make_robust_scorer([("pgd", 0.1), ("pgd_l2", 0.5)], random_state=0)
+    assert scorer(model, X, y) == float(union.mean())
+    assert repr(scorer) == "make_robust_scorer(attack=[('pgd', 0.1), ('pgd_l2', 0.5)], eps=None, random_state=0)"
+
+
+@pytest.mark.parametrize("attack, exc, match", [
+    ([("pgd", 0.1, 3)], ValueError, r"an attack with its own budget is a pair \(name, eps\)"),
+    ([("pgd", -0.1)], ValueError, "eps must be"),
+    ([(get_attack, 0.1)], TypeError, "a per-attack budget goes with an attack name"),
+    ([("nfgsm", 0.1)], ValueError, "training attack"),
+])
+def test_bad_per_attack_budgets_get_a_clear_error(standard_net, digits, attack, exc, match):
+    _, X_test, _, y_test = digits
+    with pytest.raises(exc, match=match):
+        robust_score(standard_net, X_test[:10], y_test[:10], attack)
+    with pytest.raises(exc, match=match):
+        make_robust_scorer(attack)
+
+
+def test_report_union_row_reuses_its_cells_and_runs_the_others(teacher_pool, digits):
+    _, X_test, _, y_test = digits
+    model = teacher_pool.teachers_[1]
+    X, y = X_test[:200], y_test[:200]
+    rows = robustness_report(model, X, y, attacks=["fgsm", "pgd"], eps=[0.1, 0.2], random_state=0, checks="fast",
+                             union=[("pgd", 0.1), ("pgd_l2", 0.5)])
+    union = [r for r in rows if r["attack"] == "union"]
+    assert len(union) == 1 and union[0]["eps"] is None and union[0]["threat_model"] == "pgd@0.1+pgd_l2@0.5"
+    expected = robust_score(model, X, y, [("pgd", 0.1), ("pgd_l2", 0.5)], random_state=0)
+    assert union[0]["accuracy"] == pytest.approx(expected)
+    pgd = next(r["accuracy"] for r in rows if r["attack"] == "pgd" and r["eps"] == 0.1)
+    assert union[0]["accuracy"] < pgd
+    plot_robustness_curves(rows)          # a union row has no eps: plots leave it out
+    with pytest.raises(ValueError, match="union must be a non-empty list of"):
+        robustness_report(model, X, y, attacks=["fgsm"], eps=[0.1], union=["pgd"], checks=None)

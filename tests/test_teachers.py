@@ -176,6 +176,9 @@ def test_pool_trains_one_teacher_per_attack_in_parallel_reproducibly(digits):
 @pytest.mark.parametrize("attacks, exc, match", [
     ([], ValueError, "at least one attack"),
     (["fgsm", "nope"], ValueError, r"Unknown attack in attacks 'nope'"),
+    ([("pgd", 0.0)], ValueError, r"a teacher's budget must be finite and > 0; got \('pgd', 0.0\)"),
+    ([("pgd", 0.1, 2)], ValueError, r"attacks holds attack names or \(name, eps\) pairs"),
+    ([("nope", 0.1)], ValueError, r"Unknown attack in attacks 'nope'"),
 ])
 def test_pool_rejects_bad_attack_lists(digits, attacks, exc, match):
     X_train, _, y_train, _ = digits
@@ -196,3 +199,22 @@ def test_pool_passes_template_attack_parameters_only_to_attacks_that_take_them(d
     fgsm, pgd = pool.teachers_
     assert "attack__nb_iter" not in fgsm.get_params() and pgd.get_params()["attack__nb_iter"] == 3
     assert pgd.build_attack().nb_iter == 3
+
+
+def test_pool_of_threat_models_and_budgets(digits):
+    """A pool may mix norms and budgets; an L2 teacher's robust selection uses L2 PGD at its radius."""
+    from skorch.dataset import ValidSplit
+
+    from robustkd.callbacks import RobustEarlyStopping
+
+    X_train, X_test, y_train, y_test = digits
+    template = make_teacher(max_epochs=2, eps=0.1, train_split=ValidSplit(5, stratified=True),
+                            callbacks=[RobustEarlyStopping(max_samples=64, attack_params={"nb_iter": 3})])
+    pool = TeacherPool(template, attacks=["fgsm_rs", ("pgd_l2", 1.0), ("nfgsm", 0.2)],
+                       random_state=0).fit(X_train[:300], y_train[:300])
+    assert [(t.attack, t.eps) for t in pool.teachers_] == [("fgsm_rs", 0.1), ("pgd_l2", 1.0), ("nfgsm", 0.2)]
+    linf, l2 = pool.teachers_[0].history[-1], pool.teachers_[1].history[-1]
+    assert linf["valid_fgsm_acc"] >= 0 and np.isnan(l2["valid_fgsm_acc"])
+    module = pool.teachers_[1].module_
+    _, X_valid, _, y_valid = digits   # the recorded score is L2 PGD at radius 1.0, not L-inf PGD at "1.0"
+    assert l2["valid_robust_acc"] > 0.0 and robust_score(module, X_valid[:64], y_valid[:64], "pgd", eps=1.0) == 0.0

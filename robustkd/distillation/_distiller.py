@@ -63,20 +63,25 @@ class MultiTeacherDistiller(TeacherSignalsMixin, SeededNetMixin, AdversarialTrai
     module : torch.nn.Module class or instance, optional
         The student. Default: a freshly initialised copy of the teachers' architecture
         (they must share one).
-    weighter : AdaptiveWeighter class or instance, str or callable, default=AdaptiveWeighter
-        Per-sample teacher weights; a string is a scheme name. Set the scheme with
-        ``weighter__scheme=...`` (and search over it with ``GridSearchCV``).
+    weighter : "auto", AdaptiveWeighter class or instance, str or callable, default="auto"
+        Per-sample teacher weights; a string is a scheme name. ``"auto"``: ``robust_precision`` (tau 0.1,
+        each teacher attacked at twice its training eps) when there are several teachers and all are
+        :class:`~robustkd.AdversarialTeacher`s, else ``confidence`` (MTKD-AR's). Set the scheme with
+        ``weighter__scheme=...`` (and search over it with ``GridSearchCV``). **The paper's plain MTKD-AR is
+        ``weighter="confidence", gradient_matching=0``.**
     temperature : float, default=4.0
         Softmax temperature T of the distillation term.
     alpha : float, default=0.9
         Share of the distillation term, in [0, 1].
     kd : {"mixture", "sum"}, default="mixture"
         Form of the distillation term (same student gradient, see :mod:`robustkd.losses`).
-    gradient_matching : float, default=0.0
+    gradient_matching : float, default=2.0
         Weight :math:`\\lambda \\ge 0` of the input-gradient term
-        (:func:`robustkd.losses.gradient_matching_loss`); 0 leaves it out. The teachers' mixture
-        uses the same per-input weights as the distillation term. Its cosine per training batch is
-        recorded in the history as ``grad_cos``.
+        (:func:`robustkd.losses.gradient_matching_loss`); **0 is the paper's plain MTKD-AR**. The batch's
+        mean cosine is recorded in the history as ``grad_cos``.
+    gradient_weighter : None, AdaptiveWeighter, str or callable, default=None
+        Per-input teacher weights of the gradient term; None: the distillation term's (measured best: a
+        student that matches one mixture of logits and another of gradients learns neither well).
     cache_teacher_outputs : bool, default=True
         Compute the teachers' logits on the training set once per fit (turn off when the
         dataset augments its inputs).
@@ -117,9 +122,8 @@ class MultiTeacherDistiller(TeacherSignalsMixin, SeededNetMixin, AdversarialTrai
        Learning-Driven Multi-Teacher Knowledge Distillation. arXiv:2507.20996.
     .. [2] Hinton, Vinyals and Dean (2015). Distilling the Knowledge in a Neural Network.
     .. [3] Goldblum et al. (2020). Adversarially Robust Distillation. AAAI.
-    .. [4] Chan, Tay and Ong (2020). What it thinks is important is important: robustness transfers
-       through input gradients. CVPR.
-    .. [5] Srinivas and Fleuret (2018). Knowledge transfer with Jacobian matching. ICML.
+    .. [4] Chan, Tay and Ong (2020). What it thinks is important is important: robustness transfers through
+       input gradients. CVPR. Srinivas and Fleuret (2018). Knowledge transfer with Jacobian matching. ICML.
 
     Examples
     --------
@@ -133,9 +137,11 @@ class MultiTeacherDistiller(TeacherSignalsMixin, SeededNetMixin, AdversarialTrai
     """
 
     prefixes_ = NeuralNetClassifier.prefixes_ + ["attack", "weighter"]
+    gradient_matching = 0.0   # for distillers pickled before the gradient term existed
 
-    def __init__(self, teachers, module=None, *, weighter=AdaptiveWeighter, temperature=4.0, alpha=0.9,
-                 kd="mixture", gradient_matching=0.0, cache_teacher_outputs=True, student_inputs="clean",
+    def __init__(self, teachers, module=None, *, weighter="auto", temperature=4.0, alpha=0.9,
+                 kd="mixture", gradient_matching=2.0, gradient_weighter=None, cache_teacher_outputs=True,
+                 student_inputs="clean",
                  attack="pgd", eps=0.1,
                  clip_min=0.0, clip_max=1.0, random_state=None, criterion=torch.nn.CrossEntropyLoss,
                  optimizer=torch.optim.Adam, lr=1e-3, **kwargs):
@@ -146,6 +152,7 @@ class MultiTeacherDistiller(TeacherSignalsMixin, SeededNetMixin, AdversarialTrai
         self.alpha = alpha
         self.kd = kd
         self.gradient_matching = gradient_matching
+        self.gradient_weighter = gradient_weighter
         self.cache_teacher_outputs = cache_teacher_outputs
         self.student_inputs = student_inputs
         self.attack = attack
@@ -184,21 +191,8 @@ class MultiTeacherDistiller(TeacherSignalsMixin, SeededNetMixin, AdversarialTrai
     def initialize(self):
         """Build the weighter (checking its scheme) and initialise the net."""
         self.weighter_ = self._build_weighter()
+        self.gradient_weighter_ = self._build_gradient_weighter()
         return super().initialize()
-
-    def _build_weighter(self):
-        w, params = self.weighter, self.get_params_for("weighter")
-        if isinstance(w, type):
-            w = w(**params)
-        elif isinstance(w, AdaptiveWeighter):
-            w = clone(w).set_params(**params)
-        elif isinstance(w, str) or callable(w):
-            w = AdaptiveWeighter(scheme=w, **params)
-        else:
-            raise TypeError(f"weighter must be an AdaptiveWeighter, a scheme name or a callable; got {w!r}")
-        if not callable(w.scheme):  # validate scheme and tau up front; callables are checked on the first batch
-            w(torch.zeros(1, 2, 2), torch.zeros(1, dtype=torch.long))
-        return w
 
     def initialize_module(self):
         teachers = teacher_list(self.teachers)
@@ -266,7 +260,7 @@ class MultiTeacherDistiller(TeacherSignalsMixin, SeededNetMixin, AdversarialTrai
         y_true = torch.as_tensor(y_true, device=y_pred.device).long()
         if teacher_logits is None:
             teacher_logits = self.teacher_logits(X)
-        weights = self.weighter_(teacher_logits, y_true)
+        weights = self.batch_weights(X, y_true, teacher_logits)
         student = [y_pred]
         if training and self.student_inputs != "clean":
             x = torch.as_tensor(X["X"] if isinstance(X, dict) else X, device=self.device)
@@ -274,7 +268,7 @@ class MultiTeacherDistiller(TeacherSignalsMixin, SeededNetMixin, AdversarialTrai
             student = [adv_pred] if self.student_inputs == "adversarial" else [y_pred, adv_pred]
         loss = distillation_loss(y_pred, y_true, teacher_logits, weights, self.temperature, self.alpha, self.kd,
                                  criterion=self.criterion_, kd_student_logits=student)
-        if self.gradient_matching:
+        if self.gradient_matching and X is not None:   # the term needs the inputs
             loss = loss + self.gradient_matching * self.gradient_matching_term(y_pred, y_true, X, teacher_logits,
                                                                               weights, training)
         return loss

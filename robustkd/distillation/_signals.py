@@ -1,14 +1,36 @@
 """What the teachers tell a distiller's student on each training input: logits and input gradients,
 cached once per fit or computed per batch, and the input-gradient term built from them."""
+import numbers
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.base import clone
 
+from .._rng import check_seed
 from .._validation import as_array, is_index_labels
+from ..attacks import available_attacks, get_attack, perturb, sample_seeds
 from ..losses import gradient_matching_loss, input_gradients
-from ._teachers import TeacherOutputs
+from ..weighting import AdaptiveWeighter
+from ._teachers import TeacherOutputs, teacher_list
 
-__all__ = ["TeacherSignalsMixin"]
+__all__ = ["TeacherSignalsMixin", "threat_model", "AUTO_WEIGHTS"]
+
+#: The parameters of ``weighter="auto"``'s ``robust_precision``: chosen on held-out training images of
+#: Fashion-MNIST (README, "Robustness that transfers").
+AUTO_WEIGHTS = {"tau": 0.1, "eps_scale": 2.0}
+#: ``norm_floor`` of the distiller's gradient term (:func:`robustkd.losses.gradient_matching_loss`).
+GRADIENT_NORM_FLOOR = 0.1
+
+
+def threat_model(teacher):
+    """``(attack, eps)`` that measures a teacher's robustness in its own threat model: PGD of its training
+    attack's norm (``"pgd"`` or ``"pgd_l2"``) at its training eps; None when it has no known training attack."""
+    name = teacher.training_attack() if hasattr(teacher, "training_attack") else None
+    eps = getattr(teacher, "eps", None)
+    if not isinstance(name, str) or name not in available_attacks() or eps is None:
+        return None
+    return ("pgd_l2" if available_attacks()[name]["norm"] == "l2" else "pgd"), float(eps)
 
 
 class TeacherSignalsMixin:
@@ -25,24 +47,37 @@ class TeacherSignalsMixin:
         as for a teacher). With ``gradient_matching > 0`` so are the teachers' unit-norm input
         gradients: stored as their weighted mixture per sample when the weighting scheme is
         per-sample (the weights then never change during the fit; one gradient per sample), else
-        per teacher (K per sample). With ``cache_teacher_outputs=False`` only the first batch is
-        run, as a check, and the teachers run on every training batch instead.
+        per teacher (K per sample). A scheme that reads the teachers' logits on their own adversarial
+        examples (``robust_precision``) gets its weights computed here too, once per sample. With
+        ``cache_teacher_outputs=False`` only the first batch is run, as a check, and the teachers run
+        on every training batch instead.
         """
         dataset = self.get_dataset(X, y)
-        logits, grads = [], []
+        logits, grads, weights, start = [], [], [], 0
         for Xb, yb in self.get_iterator(dataset, training=False):
             xb = torch.as_tensor(Xb, device=self.device)
             z = self.frozen_teachers_.check(xb)
             if not logits:
                 self._check_label_range(y, z.shape[2])
+                for w in (self.weighter_, self.gradient_weighter_ if self.gradient_matching else None):
+                    if w is not None and w.adversarial:
+                        self._threat_models(w)          # fails early for teachers without one
             logits.append(z.cpu())
             if not self.cache_teacher_outputs:
                 break
+            index = torch.arange(start, start + len(xb))
+            start += len(xb)
+            yb = torch.as_tensor(yb, device=self.device).long()
+            batch = {"X": xb, "index": index}
+            if self.weighter_.adversarial:
+                batch["teacher_weights"] = self.batch_weights(batch, yb, z)
+                weights.append(batch["teacher_weights"].cpu())
             if self.gradient_matching:
-                yb = torch.as_tensor(yb, device=self.device).long()
-                grads.append(self._teacher_gradients(xb, yb, z, mix=self.weighter_.per_sample).cpu())
+                mix = (self.gradient_weighter_ or self.weighter_).per_sample
+                w = self.gradient_weights(batch, yb, z) if mix else None
+                grads.append(self._teacher_gradients(xb, yb, z, mix=mix, weights=w).cpu())
         dataset = TeacherOutputs(dataset, torch.cat(logits) if self.cache_teacher_outputs else None,
-                                 torch.cat(grads) if grads else None)
+                                 torch.cat(grads) if grads else None, torch.cat(weights) if weights else None)
         if not self.train_split:
             return dataset, None
         return self.train_split(dataset, y, **fit_params) if y is not None else self.train_split(dataset, **fit_params)
@@ -54,6 +89,99 @@ class TeacherSignalsMixin:
             if y_idx.min() < 0 or y_idx.max() >= n_classes:
                 raise ValueError(f"y holds labels outside the teachers' classes 0..{n_classes - 1}: "
                                  f"min {y_idx.min()}, max {y_idx.max()}")
+
+    def batch_weights(self, X, y, teacher_logits=None):
+        """The per-input teacher weights ``(n, K)`` of the distillation term for a batch: cached ones when
+        ``X`` is a training batch that carries them, else the weighter's on the teachers' logits (clean, or
+        on each teacher's own adversarial examples for a scheme such as ``robust_precision``)."""
+        return self._weights_of(self.weighter_, "teacher_weights", X, y, teacher_logits)
+
+    def gradient_weights(self, X, y, teacher_logits=None):
+        """The per-input teacher weights ``(n, K)`` of the input-gradient term: ``gradient_weighter``'s, or
+        the distillation term's (:meth:`batch_weights`) when it has none."""
+        if self.gradient_weighter_ is None:
+            return self.batch_weights(X, y, teacher_logits)
+        return self._weights_of(self.gradient_weighter_, "gradient_weights", X, y, teacher_logits)
+
+    def _weights_of(self, weighter, key, X, y, teacher_logits):
+        if isinstance(X, dict) and key in X:
+            return torch.as_tensor(X[key], device=self.device)
+        y = torch.as_tensor(y, device=self.device).long()
+        if weighter.adversarial:
+            x = torch.as_tensor(X["X"] if isinstance(X, dict) else X, device=self.device)
+            index = X.get("index") if isinstance(X, dict) else None
+            return weighter(self.teacher_adversarial_logits(x, y, index, weighter), y)
+        return weighter(self.teacher_logits(X) if teacher_logits is None else teacher_logits, y)
+
+    def _threat_models(self, weighter=None):
+        """Per teacher, the attack that measures its robust precision: PGD of its training attack's norm
+        at the weighter's ``eps_scale`` times its training eps."""
+        weighter = self.weighter_ if weighter is None else weighter
+        scale, steps = weighter.eps_scale, weighter.n_steps
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not 0 < scale < float("inf"):
+            raise ValueError(f"eps_scale must be a finite number > 0; got weighter__eps_scale={scale!r}")
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+            raise ValueError(f"n_steps must be an integer >= 1; got weighter__n_steps={steps!r}")
+        models = []
+        for k, t in enumerate(teacher_list(self.teachers)):
+            threat = threat_model(t)
+            if threat is None:
+                raise ValueError(f"weighting scheme {weighter.scheme!r} attacks each teacher within its own "
+                                 f"threat model, but teachers[{k}] ({type(t).__name__}) has none: use "
+                                 "AdversarialTeachers (their attack and eps)")
+            models.append((threat[0], threat[1] * scale))
+        return models
+
+    def teacher_adversarial_logits(self, x, y, index=None, weighter=None):
+        """Each teacher's logits on its own adversarial examples of ``x`` (PGD of its norm, see
+        :class:`~robustkd.AdaptiveWeighter`; ``weighter`` defaults to ``weighter_``), shape ``(n, K, C)``.
+
+        With ``index`` (the samples' rows in the training data), sample i's random start comes from
+        ``(random_state, i, k)`` alone, so cached and per-batch weights are the same.
+        """
+        weighter = self.weighter_ if weighter is None else weighter
+        seed = check_seed(self.random_state)
+        logits = []
+        for k, (teacher, (name, eps)) in enumerate(zip(self.teachers_, self._threat_models(weighter))):
+            attack = get_attack(name, teacher, eps=eps, clip_min=self.clip_min, clip_max=self.clip_max,
+                                nb_iter=weighter.n_steps)
+            seeds = None if index is None else sample_seeds(0 if seed is None else seed, np.asarray(index), k)
+            x_adv = perturb(attack, x, y, sample_seeds=seeds)
+            with torch.no_grad():
+                logits.append(teacher(x_adv))
+        return torch.stack(logits, dim=1)
+
+    def _build_weighter(self):
+        w, params = self.weighter, self.get_params_for("weighter")
+        if isinstance(w, str) and w == "auto":   # a scheme set with weighter__scheme wins, with its own defaults
+            teachers = teacher_list(self.teachers)
+            robust = len(teachers) > 1 and all(threat_model(t) is not None for t in teachers)
+            w = AdaptiveWeighter
+            if robust and "scheme" not in params:
+                params = {"scheme": "robust_precision", **AUTO_WEIGHTS, **params}
+        if isinstance(w, type):
+            w = w(**params)
+        elif isinstance(w, AdaptiveWeighter):
+            w = clone(w).set_params(**params)
+        elif isinstance(w, str) or callable(w):
+            w = AdaptiveWeighter(scheme=w, **params)
+        else:
+            raise TypeError(f"weighter must be an AdaptiveWeighter, a scheme name or a callable; got {w!r}")
+        if not callable(w.scheme):  # validate scheme and tau up front; callables are checked on the first batch
+            w(torch.zeros(1, 2, 2), torch.zeros(1, dtype=torch.long))
+        return w
+
+    def _build_gradient_weighter(self):
+        """``gradient_weighter`` as an AdaptiveWeighter, or None for the distillation term's weights."""
+        g = self.gradient_weighter
+        if g is None:
+            return None
+        if isinstance(g, AdaptiveWeighter):
+            return clone(g)
+        if isinstance(g, str) or callable(g):
+            return AdaptiveWeighter(scheme=g)
+        raise TypeError(f"gradient_weighter must be None, an AdaptiveWeighter, a scheme name or a callable; "
+                        f"got {g!r}")
 
     def teacher_logits(self, X):
         """The frozen teachers' logits ``(n, K, C)`` for a batch: cached ones when ``X`` is a training
@@ -84,13 +212,13 @@ class TeacherSignalsMixin:
                 return grad
         return input_gradients(self.module_, x, y, normalize=False, create_graph=training)
 
-    def _teacher_gradients(self, x, y, teacher_logits, mix):
+    def _teacher_gradients(self, x, y, teacher_logits, mix, weights=None):
         """The teachers' unit-norm input gradients ``(n, K, *D)``, or with ``mix`` their weighted
-        mixture ``(n, *D)`` under the weighter's weights for ``teacher_logits``."""
+        mixture ``(n, *D)`` under ``weights`` (default: the weighter's for ``teacher_logits``)."""
         grads = self.frozen_teachers_.input_gradients(x, y)
         if not mix:
             return grads
-        w = self.weighter_(teacher_logits, y)
+        w = self.gradient_weights(x, y, teacher_logits) if weights is None else weights
         return (w.view(*w.shape, *([1] * (grads.dim() - 2))) * grads).sum(1)
 
     def gradient_target(self, X, y):
@@ -121,14 +249,13 @@ class TeacherSignalsMixin:
         cached mixture with weight 1 (K' = 1), cached per-teacher gradients, or fresh ones."""
         cached = X.get("teacher_grads") if isinstance(X, dict) else None
         x = torch.as_tensor(X["X"] if isinstance(X, dict) else X, device=self.device)
-        if weights is None:
-            weights = self.weighter_(teacher_logits, y)
+        if cached is not None and cached.dim() == x.dim():  # the weighted mixture, stored once per sample
+            return torch.as_tensor(cached, device=self.device).unsqueeze(1), torch.ones(len(x), 1, device=self.device)
+        if weights is None or self.gradient_weighter_ is not None:
+            weights = self.gradient_weights(X, y, teacher_logits)
         if cached is None:
             return self._teacher_gradients(x, y, teacher_logits, mix=False), weights
-        cached = torch.as_tensor(cached, device=self.device)
-        if cached.dim() == x.dim():  # the weighted mixture, stored once per sample
-            return cached.unsqueeze(1), torch.ones(len(x), 1, device=self.device)
-        return cached, weights
+        return torch.as_tensor(cached, device=self.device), weights
 
     def gradient_matching_term(self, y_pred, y_true, X, teacher_logits, weights, training=False):
         """:func:`robustkd.losses.gradient_matching_loss` of the student against the teachers on a batch.
@@ -157,7 +284,8 @@ class TeacherSignalsMixin:
         """
         grads, grad_weights = self._gradient_terms(X, y_true, teacher_logits, weights)
         x = torch.as_tensor(X["X"] if isinstance(X, dict) else X, device=self.device)
-        matching = gradient_matching_loss(self._student_gradients(y_pred, x, y_true, training), grads, grad_weights)
+        matching = gradient_matching_loss(self._student_gradients(y_pred, x, y_true, training), grads, grad_weights,
+                                          norm_floor=GRADIENT_NORM_FLOOR)
         if training:
             self.history.record_batch("grad_cos", 1.0 - float(matching.detach()))
         return matching

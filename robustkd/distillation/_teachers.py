@@ -127,14 +127,16 @@ class TeacherOutputs(torch.utils.data.Dataset):
 
     ``teacher_logits`` is an ``(n, K, C)`` tensor computed once per fit, or None, in which case
     it is left out and the teachers run on every batch. ``teacher_grads`` likewise: ``(n, K, *D)``
-    unit-norm gradients per teacher, or their per-sample weighted mixture ``(n, *D)``, or None.
+    unit-norm gradients per teacher, or their per-sample weighted mixture ``(n, *D)``, or None;
+    ``teacher_weights`` ``(n, K)`` per-sample teacher weights computed once (``robust_precision``), or None.
     ``X``/``y`` are exposed so skorch's scoring callbacks can still read the data.
     """
 
-    def __init__(self, dataset, teacher_logits=None, teacher_grads=None):
+    def __init__(self, dataset, teacher_logits=None, teacher_grads=None, teacher_weights=None):
         self.dataset = dataset
         self.teacher_logits = teacher_logits
         self.teacher_grads = teacher_grads
+        self.teacher_weights = teacher_weights
 
     def __len__(self):
         return len(self.dataset)
@@ -146,6 +148,8 @@ class TeacherOutputs(torch.utils.data.Dataset):
             item["teacher_logits"] = self.teacher_logits[i]
         if self.teacher_grads is not None:
             item["teacher_grads"] = self.teacher_grads[i]
+        if self.teacher_weights is not None:
+            item["teacher_weights"] = self.teacher_weights[i]
         return item, yi
 
     @property

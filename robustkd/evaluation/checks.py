@@ -120,7 +120,7 @@ def check_monotone(rows, tolerance=0.02):
         True if the warning fired.
     """
     fired = False
-    for attack in sorted({r["attack"] for r in rows} - {"clean"}):
+    for attack in sorted({r["attack"] for r in rows if r["eps"] is not None} - {"clean"}):
         points = sorted((r["eps"], r["accuracy"]) for r in rows if r["attack"] == attack)
         for (e0, a0), (e1, a1) in zip(points, points[1:]):
             if a1 > a0 + tolerance:
@@ -181,7 +181,7 @@ def run_checks(module, X, y, rows, *, level="fast", device=None, clip_min=0.0, c
     if check_large_eps(module, Xs, ys, clip_min=clip_min, clip_max=clip_max, n_classes=n_classes,
                        nb_iter=large_eps_steps):
         fired.append("large_eps")
-    eps_max = max(r["eps"] for r in rows)
+    eps_max = max(r["eps"] for r in rows if r["eps"] is not None)
     pgd = _pgd_accuracy(module, Xs, ys, eps_max, clip_min, clip_max, **(pgd_params or {}))
     if check_attack_strength(module, Xs, ys, eps_max, pgd, clip_min=clip_min, clip_max=clip_max,
                              nb_iter=strong_steps, restarts=restarts):

@@ -6,14 +6,20 @@ from .._layout import channels_last
 from .._rng import seeded
 from ..attacks import check_eps, get_attack, share_memos
 from .checks import run_checks
+from ._threat_model import _attack_entries
 from .robust import _attack_names, _evaluate, _on_device, _prepare
 
 __all__ = ["robustness_report", "plot_robustness_curves"]
 
 
+def union_name(pairs):
+    """``"autoattack@0.1+apgd_l2@1.5"``: how reports name a union threat model of ``(attack, eps)`` pairs."""
+    return "+".join(f"{a}@{e:g}" for a, e in pairs)
+
+
 def robustness_report(model, X, y=None, *, attacks=("fgsm", "pgd", "autoattack"), eps=(0.05, 0.1, 0.2, 0.3), batch_size=256,
                       device=None, clip_min=0.0, clip_max=1.0, random_state=None, attack_params=None,
-                      as_frame=False, checks="fast", check_params=None):
+                      as_frame=False, checks="fast", check_params=None, union=None):
     """Clean accuracy, accuracy per attack and eps, and the worst case per eps.
 
     **An eps grid costs less than its parts.** The threat models are nested: a perturbation
@@ -50,13 +56,19 @@ def robustness_report(model, X, y=None, *, attacks=("fgsm", "pgd", "autoattack")
     check_params : dict, optional
         Budgets of the checks, passed to :func:`robustkd.checks.run_checks`: ``max_samples``,
         ``large_eps_steps``, ``strong_steps``, ``restarts``, ``spsa_params``.
+    union : list of (str, float) pairs, optional
+        A **union threat model**, each attack at its own budget, e.g. ``[("autoattack", 0.1),
+        ("apgd_l2", 1.5)]``: adds a row ``attack="union"`` (with ``eps=None`` and ``threat_model``
+        naming the pairs) whose accuracy counts a sample only if it is right clean and survives every
+        pair. Pairs that are cells of the report reuse their results; the others run once, from the
+        clean input, with ``attack_params`` of their name.
 
     Returns
     -------
     list of dict or pandas.DataFrame
         One row per result, with keys ``attack``, ``eps``, ``accuracy`` and
         ``n_samples``: first ``attack="clean"`` at ``eps=0``, then each attack and
-        ``"worst_case"`` (per sample, over the attacks) at each eps.
+        ``"worst_case"`` (per sample, over the attacks) at each eps, then the ``union`` row if asked.
     """
     if checks not in ("fast", "full", None):
         raise ValueError(f'checks must be "fast", "full" or None; got checks={checks!r}')
@@ -66,8 +78,11 @@ def robustness_report(model, X, y=None, *, attacks=("fgsm", "pgd", "autoattack")
     eps_list = [check_eps(e) for e in (eps if isinstance(eps, (list, tuple, np.ndarray)) else [eps])]
     if not eps_list or min(eps_list) <= 0:
         raise ValueError(f"eps must be a non-empty list of budgets > 0; got eps={eps!r}")
+    members = [] if union is None else _attack_entries(union)
+    if union is not None and (not members or any(e is None or not isinstance(a, str) for a, e in members)):
+        raise ValueError(f"union must be a non-empty list of (attack name, eps) pairs; got union={union!r}")
     attack_params = dict(attack_params or {})
-    unknown = set(attack_params) - set(attacks)
+    unknown = set(attack_params) - set(attacks) - {a for a, _ in members}
     if unknown:
         raise ValueError(f"attack_params names attacks {sorted(unknown)} that are not in attacks={attacks}")
     batch_size = check_positive_int(batch_size, "batch_size")
@@ -76,6 +91,8 @@ def robustness_report(model, X, y=None, *, attacks=("fgsm", "pgd", "autoattack")
     keys = [(a, e) for e in ascending for a in attacks]
     # an attack at a larger eps runs only on the samples that survived it at the next smaller eps
     parents = [keys.index((a, ascending[ascending.index(e) - 1])) if e != ascending[0] else None for a, e in keys]
+    extra = [m for m in dict.fromkeys(members) if m not in keys and m[1] > 0]   # union pairs not in the grid
+    keys, parents = keys + extra, parents + [None] * len(extra)
     grid = [get_attack(a, module, eps=e, clip_min=clip_min, clip_max=clip_max, **attack_params.get(a, {}))
             for a, e in keys]
     share_memos(grid)  # FAB-T's minimum-norm runs do not depend on eps: once per sample for the whole grid
@@ -91,6 +108,13 @@ def robustness_report(model, X, y=None, *, attacks=("fgsm", "pgd", "autoattack")
             rows.append({"attack": a, "eps": e, "accuracy": float(mask_of[(a, e)].mean()), "n_samples": n})
             worst &= mask_of[(a, e)]
         rows.append({"attack": "worst_case", "eps": e, "accuracy": float(worst.mean()), "n_samples": n})
+    if members:
+        robust = clean.copy()
+        for m in members:
+            if m[1] > 0:
+                robust &= mask_of[m]
+        rows.append({"attack": "union", "eps": None, "accuracy": float(robust.mean()), "n_samples": n,
+                     "threat_model": union_name(members)})
     if checks:
         with seeded(random_state, device.type == "cuda"), _on_device(module, device), \
                 channels_last(module, X[:8].to(device)):
@@ -136,10 +160,12 @@ def plot_robustness_curves(report, *, ax=None, group_by=None):
         raise ValueError(f"group_by={group_by!r} is not a column of the report; columns are {sorted(rows[0])}")
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
-    attacks = sorted({r["attack"] for r in rows} - {"clean", "worst_case"})
+    attacks = sorted({r["attack"] for r in rows if r["eps"] is not None} - {"clean", "worst_case"})
     series = attacks + (["worst_case"] if len(attacks) != 1 else [])
     lines = {}
     for r in rows:
+        if r["eps"] is None:   # a union threat model has no single eps
+            continue
         if group_by:
             wanted = series[-1]
             if r["attack"] not in ("clean", wanted):

@@ -9,7 +9,24 @@ import numbers
 from .._names import ATTACKS, SCHEMES, TRAINING_ONLY
 from ..datasets import dataset_names
 
-__all__ = ["ExperimentConfig", "PROTOCOLS"]
+__all__ = ["ExperimentConfig", "PROTOCOLS", "teacher_spec"]
+
+#: The weight of the gradient-matching students' input-gradient term (MultiTeacherDistiller's default).
+GRADIENT_MATCHING = 2.0
+
+
+def teacher_spec(entry):
+    """``(attack, eps or None)`` of a teacher entry ``"attack"`` or ``"attack:eps"`` (its own budget)."""
+    name, sep, budget = str(entry).partition(":")
+    if not sep:
+        return name, None
+    try:
+        eps = float(budget)
+    except ValueError:
+        raise ValueError(f"a teacher is attack or attack:eps (e.g. pgd_l2:1.5); got {entry!r}") from None
+    if not 0 < eps < float("inf"):
+        raise ValueError(f"a teacher's eps must be finite and > 0; got {entry!r}")
+    return name, eps
 
 _QUICK = dict(epochs=15, attacks=("fgsm", "pgd", "mim"), train_eps=0.2,
               eval_attacks=("fgsm", "pgd", "bim", "mim", "cw_linf"), eps=(0.05, 0.1, 0.2, 0.3), autoattack_n_test=0,
@@ -52,7 +69,11 @@ class ExperimentConfig:
     epochs : int, optional
         Epochs for every model.
     attacks : tuple of str, optional
-        One adversarially trained teacher per attack.
+        One adversarially trained teacher per entry: an attack name (trained at ``train_eps``) or
+        ``"attack:eps"`` with its own budget (an L2 radius for an L2 attack), e.g.
+        ``("fgsm_rs", "pgd_l2:1.5", "nfgsm:0.2")``, a pool of different threat models. The students are
+        then also scored on the **union** of the teachers' threat models (``results`` rows with
+        ``attack="union"``).
     train_eps : float, optional
         Budget of the teachers' (and the adversarial student's) training attacks.
     eval_attacks : tuple of str, optional
@@ -79,6 +100,9 @@ class ExperimentConfig:
         catastrophic overfitting); 0: none, every image trains.
     scheme : str, default="confidence"
         Weighting scheme of the adaptive student.
+    gradient_matching : float, default=2.0
+        Weight of the input-gradient term of the ``*_gm`` students (the distiller's default); 0 leaves
+        those students out.
     temperature : float, default=4.0
         Distillation temperature.
     alpha : float, default=0.9
@@ -113,7 +137,8 @@ class ExperimentConfig:
     out: str = _field("robustkd_out", "output folder; finished models are saved in OUT/models and reused by the "
                                       "next run with the same settings")
     epochs: int = _field(None, "training epochs of every model")
-    attacks: tuple = _field(None, "one adversarially trained teacher per attack", "names")
+    attacks: tuple = _field(None, "one adversarially trained teacher per attack; attack:eps gives it its own "
+                                  "budget (an L2 radius for an L2 attack)", "names")
     train_eps: float = _field(None, "budget of the teachers' training attacks")
     eval_attacks: tuple = _field(None, "attacks of the evaluation besides AutoAttack", "names")
     autoattack: bool = _field(True, "evaluate with AutoAttack (standard version) too, in the worst case")
@@ -127,6 +152,8 @@ class ExperimentConfig:
     valid_size: int = _field(None, "training images held out to keep each teacher's most robust epoch (PGD "
                                    "accuracy on them; 0: none)")
     scheme: str = _field("confidence", "weighting scheme of the adaptive student", choices=lambda: list(SCHEMES))
+    gradient_matching: float = _field(GRADIENT_MATCHING, "weight of the input-gradient term of the *_gm students "
+                                                         "(0: leave them out)")
     temperature: float = _field(4.0, "distillation temperature")
     alpha: float = _field(0.9, "share of the distillation term")
     adversarial_student: bool = _field(True, "also train the ARD-style student")
@@ -160,7 +187,11 @@ class ExperimentConfig:
             if choices is not None and value not in choices():
                 raise ValueError(f"{name} must be one of {list(choices())}; got {value!r}")
             if f.metadata["kind"] == "names":
-                unknown = [a for a in value if a not in ATTACKS]
+                try:
+                    names = [teacher_spec(a)[0] if f.name == "attacks" else a for a in value]
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
+                unknown = [a for a in names if a not in ATTACKS]
                 if not value or unknown:
                     raise ValueError(f"unknown attack(s) {unknown} in {name}; choose from {list(ATTACKS)}")
                 if f.name == "eval_attacks" and set(value) & set(TRAINING_ONLY):
@@ -179,6 +210,8 @@ class ExperimentConfig:
             raise ValueError(f"{label('train_eps')} values must be finite and > 0; got [{self.train_eps}]")
         if self.lr is not None and not 0 < self.lr < float("inf"):
             raise ValueError(f"{label('lr')} must be finite and > 0; got {self.lr}")
+        if not 0 <= self.gradient_matching < float("inf"):
+            raise ValueError(f"{label('gradient_matching')} must be finite and >= 0; got {self.gradient_matching}")
         if not self.temperature > 0:
             raise ValueError(f"{label('temperature')} must be > 0; got {self.temperature}")
         if not 0 <= self.alpha <= 1:

@@ -31,6 +31,7 @@ def plot_results(summary, path):
     import matplotlib.pyplot as plt
 
     results, methods = summary["results"], summary["methods"]
+    results = [r for r in results if r["eps"] is not None]      # the union of threat models has no eps axis
     attacks = list(dict.fromkeys(r["attack"] for r in results if r["attack"] != "clean"))
     styles = _method_styles(methods)
     cols = 3

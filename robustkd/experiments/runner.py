@@ -1,7 +1,6 @@
 """The runner of :func:`reproduce`: fit or load each model, evaluate it, write the result files."""
 import csv
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -10,19 +9,15 @@ import time
 import joblib
 
 from ..datasets import DATASETS, load_split
-from ._provenance import provenance
+from ._evaluation import (MODEL_FORMAT, _eval_key, _evaluate_or_load, _key, _report, eval_attacks,  # noqa: F401
+                          union_members, with_union)
+from .config import teacher_spec
+from ._provenance import provenance  # noqa: F401  (tests read it here)
 from .plots import plot_results, plot_teacher_weights
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["reproduce"]
-
-
-def _key(**parts):
-    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-MODEL_FORMAT = "robustkd-run-model-3"  # part of every model key: files from older versions are not reused
 
 
 def _epochs_trained(model):
@@ -102,7 +97,7 @@ def reproduce(cfg, progress=None):
     from skorch.dataset import ValidSplit
 
     from ..callbacks import EpochLog, OneCycleLR, RobustEarlyStopping
-    from ..distillation import MultiTeacherDistiller
+    from ..distillation import MultiTeacherDistiller, teacher_diagnostics
     from ..evaluation import robustness_report
     from ..models import SmallCNN
     from ..training import AdversarialTeacher, TeacherPool
@@ -146,6 +141,8 @@ def reproduce(cfg, progress=None):
     fit("standard", lambda: AdversarialTeacher(SmallCNN, attack=None, random_state=cfg.seed,
                                                callbacks=callbacks("standard"), **common))
     teacher_key = dict(attacks=list(cfg.attacks), train_eps=cfg.train_eps, valid_size=cfg.valid_size)
+    specs = [teacher_spec(a) for a in cfg.attacks]
+    labels = [name if eps is None else f"{name}@{eps:g}" for name, eps in specs]
     log("training", f"{len(cfg.attacks)} teachers ({', '.join(cfg.attacks)})")
     selection = {}
     if cfg.valid_size:  # robust model selection on training images held out from the teachers (never the test set)
@@ -156,28 +153,41 @@ def reproduce(cfg, progress=None):
                                if cfg.valid_size else []))
     pool_file = path("teachers", **teacher_key)
     pool, _, was_reused = _fit_or_load(pool_file, lambda: TeacherPool(
-        template, attacks=list(cfg.attacks), n_jobs=cfg.n_jobs, random_state=cfg.seed), X_train, y_train,
-        cfg.epochs, lambda *a: log(*a))
+        template, attacks=[name if eps is None else (name, eps) for name, eps in specs], n_jobs=cfg.n_jobs,
+        random_state=cfg.seed), X_train, y_train, cfg.epochs, lambda *a: log(*a))
     log("done", "teachers")
-    for teacher in pool.teachers_:
-        models[f"teacher_{teacher.attack}"] = teacher
-        timings[f"teacher_{teacher.attack}"] = float(sum(teacher.history[:, "dur"]))
-        reused[f"teacher_{teacher.attack}"] = was_reused
-        files[f"teacher_{teacher.attack}"] = pool_file
+    for label, teacher in zip(labels, pool.teachers_):
+        models[f"teacher_{label}"] = teacher
+        timings[f"teacher_{label}"] = float(sum(teacher.history[:, "dur"]))
+        reused[f"teacher_{label}"] = was_reused
+        files[f"teacher_{label}"] = pool_file
 
     student = dict(common, temperature=cfg.temperature, alpha=cfg.alpha, random_state=cfg.seed)
     kd_key = dict(teacher_key, temperature=cfg.temperature, alpha=cfg.alpha)
+    gm = cfg.gradient_matching
 
     def distiller(name, teachers, **kwargs):
         return MultiTeacherDistiller(teachers, module=SmallCNN, callbacks=callbacks(name), **kwargs, **student)
 
-    for teacher in pool.teachers_:
-        name = f"kd_{teacher.attack}"
-        fit(name, lambda t=teacher, n=name: distiller(n, [t], weighter="uniform"), **kd_key, single=teacher.attack)
-    fit("mtkd_uniform", lambda: distiller("mtkd_uniform", pool, weighter="uniform"), **kd_key)
-    fit("mtkd_adaptive", lambda: distiller("mtkd_adaptive", pool, weighter=cfg.scheme), **kd_key, scheme=cfg.scheme)
+    def students(suffix, **extra):
+        """Single-teacher, uniform and adaptive students; ``extra`` holds the gradient term (in their keys)."""
+        term = {"gradient_matching": 0.0, **extra}
+        for label, teacher in zip(labels, pool.teachers_):
+            name = f"kd_{label}{suffix}"
+            fit(name, lambda t=teacher, n=name: distiller(n, [t], weighter="uniform", **term),
+                **kd_key, single=label, **extra)
+        fit(f"mtkd_uniform{suffix}", lambda: distiller(f"mtkd_uniform{suffix}", pool, weighter="uniform", **term),
+            **kd_key, **extra)
+        fit(f"mtkd_adaptive{suffix}", lambda: distiller(f"mtkd_adaptive{suffix}", pool, weighter=cfg.scheme, **term),
+            **kd_key, scheme=cfg.scheme, **extra)
+    students("")                                   # the paper's MTKD-AR (no gradient term) and its baselines
+    if gm:
+        students("_gm", gradient_matching=gm)      # the same with input-gradient matching
+        if len(labels) > 1:                        # robustkd's default recipe (weighter="auto")
+            fit("mtkd_default", lambda: distiller("mtkd_default", pool, gradient_matching=gm), **kd_key,
+                gradient_matching=gm, recipe="default")
     if cfg.adversarial_student:
-        fit("mtkd_adversarial", lambda: distiller("mtkd_adversarial", pool, weighter=cfg.scheme,
+        fit("mtkd_adversarial", lambda: distiller("mtkd_adversarial", pool, weighter=cfg.scheme, gradient_matching=0.0,
                                                   student_inputs="adversarial", attack=cfg.student_attack,
                                                   eps=cfg.train_eps),
             **kd_key, scheme=cfg.scheme, adversarial=cfg.student_attack)
@@ -191,8 +201,15 @@ def reproduce(cfg, progress=None):
         rows, timings[f"eval_{name}"] = _evaluate_or_load(
             os.path.join(cfg.out, "evaluations", f"{name}-{key}.json"),
             lambda m=model: _report(robustness_report, m, X_test, y_test, cfg), lambda *a: log(*a), name)
-        results.extend(dict(method=name, **row) for row in rows)
+        results.extend(dict(method=name, **row) for row in with_union(rows, cfg))
         log("done", f"evaluating {name}")
+    log("evaluating", "diagnostics")
+    n_diag = min(len(X_test), 1000)
+    distilled = [n for n, m in models.items() if isinstance(m, MultiTeacherDistiller)]
+    diagnostics = teacher_diagnostics(list(pool.teachers_) + [models[n] for n in distilled], X_test[:n_diag],
+                                      y_test[:n_diag])
+    diagnostics.update(models=[f"teacher_{label}" for label in labels] + distilled, n_samples=n_diag)
+    log("done", "diagnostics")
 
     weights = {name: np.asarray(m.mean_teacher_weights()).tolist() for name, m in models.items()
                if isinstance(m, MultiTeacherDistiller)}
@@ -203,7 +220,9 @@ def reproduce(cfg, progress=None):
         "reused": reused,
         "results": results,
         "teacher_weights": weights,
-        "teacher_names": [t.attack for t in pool.teachers_],
+        "teacher_names": labels,
+        "union": union_members(cfg),
+        "diagnostics": diagnostics,
         "timings": timings,
         "provenance": described,
     }
@@ -211,61 +230,12 @@ def reproduce(cfg, progress=None):
     return summary
 
 
-def _eval_key(model_file, cfg, n_test, described):
-    """Identifies one model file (path and modification time: a re-trained model is evaluated again), the
-    evaluation's settings, and the attacks' code (``described``: package versions, each attack's class and
-    parameters), so another release of robustkd or its attacks evaluates again."""
-    return _key(model=os.path.abspath(model_file), mtime=os.stat(model_file).st_mtime_ns, attacks=eval_attacks(cfg),
-                eps=list(cfg.eps), autoattack_n_test=cfg.autoattack_n_test, seed=cfg.seed, n_test=n_test,
-                device=cfg.device, format=MODEL_FORMAT, code=described)
-
-
-def _evaluate_or_load(path, evaluate, log, name):
-    """A model's report rows and evaluation seconds, from ``path`` when a previous run finished them (so a run
-    interrupted during a long evaluation resumes with the next model), else computed and saved there."""
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            saved = json.load(f)
-        log("reusing", f"evaluation of {name}")
-        return saved["rows"], saved["seconds"]
-    start = time.perf_counter()
-    rows = evaluate()
-    seconds = time.perf_counter() - start
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump({"rows": rows, "seconds": seconds}, f)
-    os.replace(path + ".tmp", path)
-    return rows, seconds
-
-
-def eval_attacks(cfg):
-    """The attacks of the evaluation: ``cfg.eval_attacks``, then AutoAttack unless ``cfg.autoattack`` is False."""
-    return list(dict.fromkeys(list(cfg.eval_attacks) + (["autoattack"] if cfg.autoattack else [])))
-
-
-def _report(robustness_report, model, X, y, cfg):
-    """One model's report; with ``cfg.autoattack_n_test``, AutoAttack and the worst case on the first images only.
-
-    The other attacks run on every image. Per-sample seeds depend on a sample's position, which is
-    the same in the subset, so their masks on the subset are those of the full run.
-    """
-    attacks = eval_attacks(cfg)
-    kwargs = dict(eps=list(cfg.eps), random_state=cfg.seed, device=cfg.device)
-    n_aa = cfg.autoattack_n_test
-    if "autoattack" not in attacks or not n_aa or n_aa >= len(X):
-        return robustness_report(model, X, y, attacks=attacks, **kwargs)
-    subset = robustness_report(model, X[:n_aa], y[:n_aa], attacks=attacks, **kwargs)
-    cheap = [a for a in attacks if a != "autoattack"]
-    full = robustness_report(model, X, y, attacks=cheap or ["fgsm"], checks=None, **kwargs)
-    cell = {(r["attack"], r["eps"]): r for r in full if r["attack"] in ["clean"] + cheap}
-    cell.update({(r["attack"], r["eps"]): r for r in subset if r["attack"] in ("autoattack", "worst_case")})
-    return [cell[("clean", 0.0)]] + [cell[(a, e)] for e in cfg.eps for a in attacks + ["worst_case"]]
-
-
 def _write(out, summary):
     with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
     with open(os.path.join(out, "results.csv"), "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["method", "attack", "eps", "accuracy", "n_samples"])
+        writer = csv.DictWriter(f, fieldnames=["method", "attack", "eps", "accuracy", "n_samples", "threat_model"],
+                                restval="")
         writer.writeheader()
         writer.writerows(summary["results"])
     try:

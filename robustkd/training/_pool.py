@@ -1,4 +1,6 @@
 """One adversarially trained clone of a teacher per attack, fitted in parallel with joblib."""
+import numbers
+
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
@@ -15,6 +17,31 @@ def _fit_one(teacher, X, y):
     return teacher.fit(X, y)
 
 
+def teacher_entries(attacks):
+    """``[(name, eps or None)]`` of a pool's ``attacks``: names, or ``(name, eps)`` pairs with their own budget."""
+    attacks = [attacks] if isinstance(attacks, (str, tuple)) and _is_pair_or_name(attacks) else list(attacks)
+    if not attacks:
+        raise ValueError("attacks must name at least one attack; got an empty list")
+    entries = []
+    for a in attacks:
+        if isinstance(a, str):
+            check_attack_name(a, name="attack in attacks")
+            entries.append((a, None))
+        elif (isinstance(a, (tuple, list)) and len(a) == 2 and isinstance(a[0], str)
+              and isinstance(a[1], numbers.Real) and not isinstance(a[1], bool)):
+            check_attack_name(a[0], name="attack in attacks")
+            if not 0 < a[1] < float("inf"):
+                raise ValueError(f"a teacher's budget must be finite and > 0; got {a!r} in attacks")
+            entries.append((a[0], float(a[1])))
+        else:
+            raise ValueError(f"attacks holds attack names or (name, eps) pairs; got {a!r}")
+    return entries
+
+
+def _is_pair_or_name(a):
+    return isinstance(a, str) or (len(a) == 2 and isinstance(a[0], str) and isinstance(a[1], numbers.Real))
+
+
 class TeacherPool(ClassifierMixin, BaseEstimator):
     """One adversarially trained clone of ``teacher`` per attack, fitted in parallel.
 
@@ -28,8 +55,11 @@ class TeacherPool(ClassifierMixin, BaseEstimator):
         per clone; everything else is shared). Its ``attack__*`` parameters go to the
         attacks that take them: ``attack__nb_iter=5`` sets PGD's and MIM's steps and is
         left out of the FGSM teacher.
-    attacks : sequence of str, default=("fgsm", "pgd", "mim")
-        One teacher per attack name.
+    attacks : sequence of str or (str, float) pairs, default=("fgsm", "pgd", "mim")
+        One teacher per entry: an attack name (the teacher trains at the template's ``eps``) or a
+        pair ``(name, eps)`` with its own budget, so one pool can hold teachers of different threat
+        models and budgets, e.g. ``[("fgsm_rs", 0.1), ("pgd_l2", 1.5), ("nfgsm", 0.2)]`` (an L2
+        attack's eps is an L2 radius).
     n_jobs : int, optional
         Teachers fitted in parallel with joblib; respects ``joblib.parallel_config``,
         so a Dask or Ray backend runs them on a cluster unchanged.
@@ -79,23 +109,19 @@ class TeacherPool(ClassifierMixin, BaseEstimator):
         """
         if not isinstance(self.teacher, AdversarialTeacher):
             raise TypeError(f"teacher must be an AdversarialTeacher; got {type(self.teacher).__name__}")
-        attacks = [self.attacks] if isinstance(self.attacks, str) else list(self.attacks)
-        if not attacks:
-            raise ValueError("attacks must name at least one attack; got an empty list")
-        for a in attacks:
-            check_attack_name(a, name="attack in attacks")
-        seeds = check_random_state_int(self.random_state, len(attacks))
-        clones = [self._clone_for(a, s) for a, s in zip(attacks, seeds)]
+        entries = teacher_entries(self.attacks)
+        seeds = check_random_state_int(self.random_state, len(entries))
+        clones = [self._clone_for(a, e, s) for (a, e), s in zip(entries, seeds)]
         self.teachers_ = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
             delayed(_fit_one)(t, X, y) for t in clones)
         self.classes_ = self.teachers_[0].classes_
         return self
 
-    def _clone_for(self, attack, seed):
+    def _clone_for(self, attack, eps, seed):
         accepts = available_attacks()[attack]["accepts"]
         params = {k: clone(v, safe=False) for k, v in self.teacher.get_params(deep=False).items()
                   if not k.startswith("attack__") or k[len("attack__"):] in accepts}
-        params.update(attack=attack, random_state=seed)
+        params.update(attack=attack, random_state=seed, **({} if eps is None else {"eps": eps}))
         return type(self.teacher)(**params)
 
     def predict_proba(self, X):
