@@ -8,8 +8,9 @@ import torch.nn.functional as F
 from sklearn.base import clone
 
 from .._rng import check_seed
+from ..callbacks import _training_norm   # a net's training-attack norm, as RobustEarlyStopping reads it
 from .._validation import as_array, is_index_labels
-from ..attacks import available_attacks, get_attack, perturb, sample_seeds
+from ..attacks import get_attack, perturb, sample_seeds
 from ..losses import gradient_matching_loss, input_gradients
 from ..weighting import AdaptiveWeighter
 from ._teachers import TeacherOutputs, teacher_list
@@ -26,11 +27,10 @@ GRADIENT_NORM_FLOOR = 0.1
 def threat_model(teacher):
     """``(attack, eps)`` that measures a teacher's robustness in its own threat model: PGD of its training
     attack's norm (``"pgd"`` or ``"pgd_l2"``) at its training eps; None when it has no known training attack."""
-    name = teacher.training_attack() if hasattr(teacher, "training_attack") else None
-    eps = getattr(teacher, "eps", None)
-    if not isinstance(name, str) or name not in available_attacks() or eps is None:
+    norm, eps = _training_norm(teacher), getattr(teacher, "eps", None)
+    if norm is None or eps is None:
         return None
-    return ("pgd_l2" if available_attacks()[name]["norm"] == "l2" else "pgd"), float(eps)
+    return ("pgd_l2" if norm == "l2" else "pgd"), float(eps)
 
 
 class TeacherSignalsMixin:

@@ -81,7 +81,8 @@ def with_union(rows, cfg):
 
 def _report(robustness_report, model, X, y, cfg):
     """One model's report; with ``cfg.autoattack_n_test``, AutoAttack, the worst case and the union of the
-    teachers' threat models on the first images only.
+    teachers' threat models on the first images only. A union derivable from the worst case is left to
+    :func:`with_union`, which the runner applies to fresh and saved evaluations alike.
 
     The other attacks run on every image. Per-sample seeds depend on a sample's position, which is
     the same in the subset, so their masks on the subset are those of the full run.
@@ -92,13 +93,13 @@ def _report(robustness_report, model, X, y, cfg):
     kwargs = dict(eps=list(cfg.eps), random_state=cfg.seed, device=cfg.device)
     n_aa = cfg.autoattack_n_test
     if "autoattack" not in attacks or not n_aa or n_aa >= len(X):
-        return with_union(robustness_report(model, X, y, attacks=attacks, union=union, **kwargs), cfg)
+        return robustness_report(model, X, y, attacks=attacks, union=union, **kwargs)
     subset = robustness_report(model, X[:n_aa], y[:n_aa], attacks=attacks, union=union, **kwargs)
     cheap = [a for a in attacks if a != "autoattack"]
     full = robustness_report(model, X, y, attacks=cheap or ["fgsm"], checks=None, **kwargs)
     cell = {(r["attack"], r["eps"]): r for r in full if r["attack"] in ["clean"] + cheap}
     cell.update({(r["attack"], r["eps"]): r for r in subset if r["attack"] in ("autoattack", "worst_case", "union")})
     rows = [cell[("clean", 0.0)]] + [cell[(a, e)] for e in cfg.eps for a in attacks + ["worst_case"]]
-    return with_union(rows + ([cell[("union", None)]] if union else []), cfg)
+    return rows + ([cell[("union", None)]] if union else [])
 
 
