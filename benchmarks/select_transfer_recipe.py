@@ -5,7 +5,8 @@ Usage::
     python benchmarks/select_transfer_recipe.py --teachers 'fmnist_full/models/teachers-*.joblib' \\
         --configs '[{"lam": 0}, {"lam": 2}, {"lam": 2, "scheme": "robust_precision", "tau": 0.1, "eps_scale": 2}]'
 
-Teachers: a TeacherPool saved by ``robustkd reproduce --dataset fashion-mnist`` (the full-size protocol). Each
+Teachers: a TeacherPool saved by ``robustkd reproduce --dataset fashion-mnist`` (the full-size protocol), and
+any further saved teachers trained on the same split (``--teachers POOL TEACHER ...``, in that order). Each
 config trains a student on ``--n-train`` training images (drawn from those the teachers trained on; one-cycle LR
 peaking at ``lr``, 4e-3 by default) and scores it clean and under PGD-10 at eps 0.1 on the 1,000 training images
 the protocol held out from the teachers for their robust model selection. Config keys: ``lam``
@@ -30,20 +31,28 @@ from robustkd.datasets import load_split
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--teachers", required=True)
+    parser.add_argument("--teachers", required=True, nargs="+",
+                        help="files (globs) of saved TeacherPools or single teachers, in this order")
     parser.add_argument("--data-home", default="../shared/data")
     parser.add_argument("--n-train", type=int, default=10000)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--configs", required=True, help="a JSON list of configs")
     args = parser.parse_args()
     X, _, y, _ = load_split("fashion-mnist", args.data_home, False, 0, None, None)
-    pool = joblib.load(glob.glob(args.teachers)[0])["model"]
+    pool = []   # the teachers of every file, in order: a TeacherPool's teachers_, or one teacher
+    for pattern in args.teachers:
+        for path in sorted(glob.glob(pattern)):
+            saved = joblib.load(path)
+            model = saved["model"] if isinstance(saved, dict) else saved
+            pool.extend(getattr(model, "teachers_", [model]))
+    if not pool:
+        raise SystemExit(f"no teacher files match {args.teachers}")
     train, valid = next(StratifiedShuffleSplit(test_size=1000, random_state=0).split(X, y))  # the protocol's
     subset = np.random.RandomState(0).choice(train, args.n_train, replace=False)
     Xv, yv = X[valid], y[valid]
     for c in json.loads(args.configs):
         start = time.perf_counter()
-        teachers = [pool.teachers_[i] for i in c.get("teachers", range(len(pool.teachers_)))]
+        teachers = [pool[i] for i in c.get("teachers", range(len(pool)))]
         weights = {} if c.get("default") else dict(weighter=c.get("scheme", "uniform"), weighter__tau=c.get("tau", 1.0),
                                                    weighter__eps_scale=c.get("eps_scale", 1.0))
         student = MultiTeacherDistiller(
