@@ -61,7 +61,9 @@ def main():
     fit_s = {m: summary["timings"].get(m) for m in summary["methods"]}
     for scheme in schemes:
         name = f"scheme_{scheme}" + (f"_gm{lam:g}" if lam else "")
-        path = os.path.join(args.run, "evaluations", f"{name}-{_key(pool=pools[0], lam=lam, cfg=config)}.json")
+        settings = {k: v for k, v in config.items() if k not in ("out", "data_home")}   # not what the student sees
+        key = _key(pool=os.path.abspath(pools[0]), mtime=os.stat(pools[0]).st_mtime_ns, lam=lam, cfg=settings)
+        path = os.path.join(args.run, "evaluations", f"{name}-{key}.json")   # a re-trained pool is evaluated again
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
                 saved = json.load(f)
