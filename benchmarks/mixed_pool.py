@@ -8,7 +8,9 @@ Usage::
 
 ``robustkd reproduce`` trains the pool, the single-teacher, uniform and default students and scores them; this
 script adds, on the *same* teachers, split and settings (read from the run's ``results.json``), one student per
-weighting scheme (``--schemes``, all registered ones by default) with the gradient term of ``--gradient-matching``
+weighting scheme (``--schemes``, all registered ones by default; an entry ``label=scheme/param=value/...`` sets
+the weighter's parameters, e.g. ``rp_union=robust_precision/tau=0.1/eps_scale=2/threat_models=union``) with the
+gradient term of ``--gradient-matching``
 (the run's, the distiller's default, unless given; 0: the paper's plain loss), scores each exactly as the run
 scored its models (the same evaluation function, attacks, budgets and images, the union row included), and
 prints one table: the run's students and teachers, then the schemes, with the union column first. Each scheme's
@@ -29,6 +31,23 @@ from robustkd.evaluation import robustness_report
 from robustkd.experiments import ExperimentConfig
 from robustkd.experiments._evaluation import _key, _report, with_union
 from robustkd.weighting import available_schemes
+
+
+def parse_scheme(text):
+    """``"entropy"`` -> ``("entropy", "entropy", {})``; ``"rp=robust_precision/tau=0.1"`` ->
+    ``("rp", "robust_precision", {"tau": 0.1})``."""
+    label, _, spec = text.rpartition("=") if "/" not in text else text.partition("=")
+    scheme, *items = spec.split("/")
+    params = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        for kind in (int, float, str):
+            try:
+                params[key] = kind(value)
+                break
+            except ValueError:
+                continue
+    return label or scheme, scheme, params
 
 
 def cell(rows, attack, eps):
@@ -59,10 +78,13 @@ def main():
     pool = joblib.load(pools[0])["model"]
     results = {m: [r for r in summary["results"] if r["method"] == m] for m in summary["methods"]}
     fit_s = {m: summary["timings"].get(m) for m in summary["methods"]}
-    for scheme in schemes:
-        name = f"scheme_{scheme}" + (f"_gm{lam:g}" if lam else "")
+    for text in schemes:
+        label, scheme, params = parse_scheme(text)
+        name = f"scheme_{label}" + (f"_gm{lam:g}" if lam else "")
         settings = {k: v for k, v in config.items() if k not in ("out", "data_home")}   # not what the student sees
-        key = _key(pool=os.path.abspath(pools[0]), mtime=os.stat(pools[0]).st_mtime_ns, lam=lam, cfg=settings)
+        extra = {"weighter_params": params} if params else {}   # plain schemes keep their earlier keys
+        key = _key(pool=os.path.abspath(pools[0]), mtime=os.stat(pools[0]).st_mtime_ns, lam=lam, cfg=settings,
+                   **extra)
         path = os.path.join(args.run, "evaluations", f"{name}-{key}.json")   # a re-trained pool is evaluated again
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
@@ -72,7 +94,8 @@ def main():
             student = MultiTeacherDistiller(
                 pool, module=SmallCNN, module__input_shape=tuple(X_train.shape[1:]), lr=cfg.lr, max_epochs=cfg.epochs,
                 batch_size=cfg.batch_size, train_split=None, verbose=0, device=cfg.device, weighter=scheme,
-                gradient_matching=lam, temperature=cfg.temperature, alpha=cfg.alpha, random_state=cfg.seed,
+                **{f"weighter__{k}": v for k, v in params.items()}, gradient_matching=lam,
+                temperature=cfg.temperature, alpha=cfg.alpha, random_state=cfg.seed,
                 callbacks=[OneCycleLR()] if cfg.lr_schedule == "onecycle" else []).fit(X_train, y_train)
             saved = dict(fit_s=time.perf_counter() - start,
                          rows=_report(robustness_report, student, X_test, y_test, cfg),

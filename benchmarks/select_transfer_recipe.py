@@ -11,9 +11,14 @@ config trains a student on ``--n-train`` training images (drawn from those the t
 peaking at ``lr``, 4e-3 by default) and scores it clean and under PGD-10 at eps 0.1 on the 1,000 training images
 the protocol held out from the teachers for their robust model selection. Config keys: ``lam``
 (``gradient_matching``), ``scheme``/``tau``/``eps_scale`` (the weighter; ``uniform`` by default),
-``teachers`` (indices into the pool), ``lr``, ``sched`` (``onecycle`` or ``constant``), ``seed``, and
-``default: 1`` for the library's default weighter. One JSON line per config: clean and PGD accuracy, fit seconds,
-and the mean cosine of the last epoch's gradient term.
+``teachers`` (indices into the pool), ``lr``, ``epochs`` (default ``--epochs``), ``sched`` (``onecycle`` or
+``constant``), ``seed``,
+``default: 1`` for the library's default weighter, and ``penalty`` (a control, not a library feature: adds
+``penalty * eps * mean_i ||grad_x CE(s(x_i), y_i)||_1``, the first-order term of the student's L-inf robust
+loss (Simon-Gabriel et al., ICML 2019), i.e. input-gradient regularisation that needs no teacher; with ``lam``
+~0 it is the only gradient term). One JSON line per config: clean accuracy, PGD-10 accuracy, APGD (APGD-CE then
+APGD-T, the cheaper part of AutoAttack) on the first ``--apgd-n-valid`` held-out images, fit seconds, and the
+mean cosine of the last epoch's gradient term. ``--score-teachers 0,3`` first scores those teachers alike.
 """
 import argparse
 import glob
@@ -22,11 +27,33 @@ import time
 
 import joblib
 import numpy as np
+import torch
 from sklearn.model_selection import StratifiedShuffleSplit
 
 from robustkd import MultiTeacherDistiller, SmallCNN, robust_score
 from robustkd.callbacks import OneCycleLR
 from robustkd.datasets import load_split
+from robustkd.distillation._signals import GRADIENT_NORM_FLOOR
+from robustkd.losses import gradient_matching_loss
+
+
+class PenalisedDistiller(MultiTeacherDistiller):
+    """The distiller plus the control term ``penalty * eps * mean_i ||grad_x CE_i||_1`` in training (the
+    student's input gradient is the one the gradient term already computes)."""
+
+    penalty, penalty_eps = 0.0, 0.1
+
+    def gradient_matching_term(self, y_pred, y_true, X, teacher_logits, weights, training=False):
+        grads, grad_weights = self._gradient_terms(X, y_true, teacher_logits, weights)
+        x = torch.as_tensor(X["X"] if isinstance(X, dict) else X, device=self.device)
+        student = self._student_gradients(y_pred, x, y_true, training)
+        term = gradient_matching_loss(student, grads, grad_weights, norm_floor=GRADIENT_NORM_FLOOR)
+        if training:
+            self.history.record_batch("grad_cos", 1.0 - float(term.detach()))
+            if self.penalty:   # the caller multiplies by gradient_matching
+                l1 = student.flatten(1).abs().sum(1).mean()
+                term = term + self.penalty / self.gradient_matching * self.penalty_eps * l1
+        return term
 
 
 def main():
@@ -37,6 +64,8 @@ def main():
     parser.add_argument("--n-train", type=int, default=10000)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--configs", required=True, help="a JSON list of configs")
+    parser.add_argument("--apgd-n-valid", type=int, default=500, help="held-out images under APGD (0: none)")
+    parser.add_argument("--score-teachers", default="", help="comma-separated pool indices to score first")
     args = parser.parse_args()
     X, _, y, _ = load_split("fashion-mnist", args.data_home, False, 0, None, None)
     pool = []   # the teachers of every file, in order: a TeacherPool's teachers_, or one teacher
@@ -50,20 +79,33 @@ def main():
     train, valid = next(StratifiedShuffleSplit(test_size=1000, random_state=0).split(X, y))  # the protocol's
     subset = np.random.RandomState(0).choice(train, args.n_train, replace=False)
     Xv, yv = X[valid], y[valid]
+
+    def scores(model):
+        out = dict(clean=float(np.mean(model.predict(Xv) == yv)),
+                   pgd=robust_score(model, Xv, yv, "pgd", eps=0.1, random_state=0))
+        if args.apgd_n_valid:
+            n = args.apgd_n_valid
+            out["apgd"] = robust_score(model, Xv[:n], yv[:n], "apgd", eps=0.1, random_state=0)
+        return out
+
+    for i in [int(i) for i in args.score_teachers.split(",") if i]:
+        print(json.dumps(dict(teacher=i, attack=getattr(pool[i], "attack", None), **scores(pool[i]))), flush=True)
     for c in json.loads(args.configs):
         start = time.perf_counter()
         teachers = [pool[i] for i in c.get("teachers", range(len(pool)))]
         weights = {} if c.get("default") else dict(weighter=c.get("scheme", "uniform"), weighter__tau=c.get("tau", 1.0),
                                                    weighter__eps_scale=c.get("eps_scale", 1.0))
-        student = MultiTeacherDistiller(
-            teachers, module=SmallCNN, module__input_shape=(1, 28, 28), gradient_matching=c["lam"], lr=c.get("lr", 4e-3),
-            max_epochs=args.epochs, batch_size=64, train_split=None, verbose=0, random_state=c.get("seed", 0),
-            callbacks=[OneCycleLR()] if c.get("sched", "onecycle") == "onecycle" else [], **weights).fit(X[subset],
-                                                                                                          y[subset])
+        student = PenalisedDistiller(
+            teachers, module=SmallCNN, module__input_shape=(1, 28, 28), gradient_matching=c["lam"],
+            lr=c.get("lr", 4e-3),
+            max_epochs=c.get("epochs", args.epochs), batch_size=64, train_split=None, verbose=0,
+            random_state=c.get("seed", 0),
+            callbacks=[OneCycleLR()] if c.get("sched", "onecycle") == "onecycle" else [], **weights)
+        student.penalty = c.get("penalty", 0.0)
+        student.fit(X[subset], y[subset])
         fit = time.perf_counter() - start
         cos = [b["grad_cos"] for b in student.history[-1]["batches"] if "grad_cos" in b]
-        print(json.dumps(dict(c, clean=float(np.mean(student.predict(Xv) == yv)),
-                              pgd=robust_score(student, Xv, yv, "pgd", eps=0.1, random_state=0), fit_s=round(fit, 1),
+        print(json.dumps(dict(c, **scores(student), fit_s=round(fit, 1),
                               cos=round(float(np.mean(cos)), 3) if cos else None)), flush=True)
 
 

@@ -3,8 +3,12 @@
 Usage::
 
     robustkd reproduce --dataset fashion-mnist --data-home ../shared/data --out fmnist_full      # the teachers
-    python benchmarks/transfer_fashion.py --teachers fmnist_full/models/teachers-*.joblib \\
+    python benchmarks/transfer_fashion.py --teachers 'fmnist_full/models/teachers-*.joblib' \\
         --reference fmnist_full/results.json --seeds 0,1
+
+``--teachers`` takes several files (pools or single teachers trained on the same split, e.g.
+``benchmarks/train_fashion_teacher.py``'s), in order; a teacher the ``--reference`` run did not score is scored
+here on the same images.
 
 Trains, on all 60,000 training images with the protocol's settings (10 epochs, one-cycle LR peaking at 0.004,
 batch 64, T = 4, alpha = 0.9) and the *same* teachers for every row, one student per recipe and seed:
@@ -48,7 +52,9 @@ def parse_recipe(text):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--teachers", required=True, help="a TeacherPool saved by robustkd reproduce (glob)")
+    parser.add_argument("--teachers", required=True, nargs="+",
+                        help="files (globs) of saved TeacherPools (robustkd reproduce) or single teachers trained "
+                             "on the same split, in this order: the students' pool")
     parser.add_argument("--reference", help="that run's results.json, for the teachers' AutoAttack accuracy")
     parser.add_argument("--data-home", default="../shared/data")
     parser.add_argument("--seeds", default="0,1")
@@ -59,21 +65,27 @@ def main():
     args = parser.parse_args()
     recipes = {name: RECIPES[name] for name in args.recipes.split(",") if name}
     recipes.update(parse_recipe(r) for r in args.recipe)
-    saved = joblib.load(glob.glob(args.teachers)[0])
-    pool = saved["model"] if isinstance(saved, dict) else saved
+    pool = []   # the teachers of every file, in order: a TeacherPool's teachers_, or one teacher
+    for pattern in args.teachers:
+        for path in sorted(glob.glob(pattern)):
+            saved = joblib.load(path)
+            model = saved["model"] if isinstance(saved, dict) else saved
+            pool.extend(getattr(model, "teachers_", [model]))
+    if not pool:
+        raise SystemExit(f"no teacher files match {args.teachers}")
     X_train, X_test, y_train, y_test = load_split("fashion-mnist", args.data_home, False, 0, None, None)
     Xa, ya = X_test[:args.aa_n_test], y_test[:args.aa_n_test]
-    teacher_aa = {}
-    if args.reference:
-        ref = json.load(open(args.reference))
-        teacher_aa = {r["method"]: r["accuracy"] for r in ref["results"] if r["method"].startswith("teacher_")
+    teacher_aa, clean, names = {}, {}, [f"teacher_{t.attack}" for t in pool]
+    if args.reference:   # the reproduce run's numbers, for the teachers it scored
+        with open(args.reference, encoding="utf-8") as f:
+            ref = json.load(f)
+        teacher_aa = {r["method"]: r["accuracy"] for r in ref["results"] if r["method"] in names
                       and r["attack"] == "autoattack" and r["eps"] == args.eps}
-        clean = {r["method"]: r["accuracy"] for r in ref["results"] if r["attack"] == "clean"}
-    else:
-        clean = {}
-        for t in pool.teachers_:
-            teacher_aa[f"teacher_{t.attack}"] = robust_score(t, Xa, ya, "autoattack", eps=args.eps, random_state=0)
-            clean[f"teacher_{t.attack}"] = float(np.mean(t.predict(X_test) == y_test))
+        clean = {r["method"]: r["accuracy"] for r in ref["results"] if r["method"] in names and r["attack"] == "clean"}
+    for name, t in zip(names, pool):   # any other teacher is scored here, on the same images
+        if name not in teacher_aa:
+            teacher_aa[name] = robust_score(t, Xa, ya, "autoattack", eps=args.eps, random_state=0)
+            clean[name] = float(np.mean(t.predict(X_test) == y_test))
     best = max(teacher_aa, key=teacher_aa.get)
     print(f"teachers (AutoAttack at eps={args.eps} on the first {args.aa_n_test} test images): "
           + ", ".join(f"{m} {teacher_aa[m]:.3f} (clean {clean.get(m, float('nan')):.3f})" for m in teacher_aa))

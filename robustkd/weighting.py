@@ -168,6 +168,13 @@ class AdaptiveWeighter(BaseEstimator):
         ``robust_precision``: each teacher is attacked at this multiple of its own training budget.
     n_steps : int, default=5
         ``robust_precision``: steps of the PGD attack of each teacher's norm.
+    threat_models : {"own", "union"}, default="own"
+        ``robust_precision``: ``"own"`` attacks each teacher within its own threat model (its training
+        attack's norm and eps); ``"union"`` attacks every teacher within *every* threat model of the pool
+        (each at ``eps_scale`` times its budget) and reads its probabilities at the adversarial example
+        where its true-class probability is lowest, so a teacher leads where it is robust in all the
+        pool's norms at once, as the union threat model scores a student. With a pool of one threat
+        model the two are the same.
 
     References
     ----------
@@ -186,12 +193,14 @@ class AdaptiveWeighter(BaseEstimator):
     """
 
     eps_scale, n_steps = 1.0, 5   # for weighters pickled before robust_precision existed
+    threat_models = "own"          # for weighters pickled before it existed
 
-    def __init__(self, scheme="confidence", tau=1.0, eps_scale=1.0, n_steps=5):
+    def __init__(self, scheme="confidence", tau=1.0, eps_scale=1.0, n_steps=5, threat_models="own"):
         self.scheme = scheme
         self.tau = tau
         self.eps_scale = eps_scale
         self.n_steps = n_steps
+        self.threat_models = threat_models
 
     def fit(self, X=None, y=None):
         """Nothing to learn (the weights depend on each batch only); returns ``self``.

@@ -253,3 +253,40 @@ def test_a_norm_floor_keeps_nearly_vanishing_student_gradients_from_dominating()
     # above the floor nothing changes: the cosine of well-scaled gradients
     s2 = torch.tensor([[1.0, 1.0], [1.0, 3.0]])
     assert torch.allclose(gradient_matching_loss(s2, t, w, norm_floor=0.1), gradient_matching_loss(s2, t, w))
+
+
+def test_union_robust_precision_reads_each_teacher_at_its_worst_threat_model(teacher_pool, digits):
+    from robustkd import AdversarialTeacher, MultiTeacherDistiller, SmallCNN
+    from robustkd.attacks import get_attack, perturb, sample_seeds
+    X_train, _, y_train, _ = digits
+    l2 = AdversarialTeacher(SmallCNN, module__input_shape=(1, 8, 8), attack="pgd_l2", eps=1.0, max_epochs=2,
+                            train_split=None, verbose=0, random_state=0).fit(X_train[:300], y_train[:300])
+    teachers = [teacher_pool.teachers_[1], l2]          # L-inf PGD at 0.2, L2 PGD at 1.0
+    kw = dict(weighter__scheme="robust_precision", weighter__n_steps=3, max_epochs=1, batch_size=64,
+              train_split=None, verbose=0, random_state=0)
+    d = MultiTeacherDistiller(teachers, weighter__threat_models="union", **kw).fit(X_train[:64], y_train[:64])
+    x, y = torch.as_tensor(X_train[:64]), torch.as_tensor(y_train[:64]).long()
+    index = torch.arange(64)
+    union = d.teacher_adversarial_logits(x, y, index)
+    models = [("pgd", 0.2), ("pgd_l2", 1.0)]            # the pool's threat models, in the teachers' order
+    for k, teacher in enumerate(d.teachers_):
+        by_model = []
+        for j, (name, eps) in enumerate(models):
+            attack = get_attack(name, teacher, eps=eps, nb_iter=3)
+            x_adv = perturb(attack, x, y, sample_seeds=sample_seeds(0, index.numpy(), k if j == k else k + 2 * (j + 1)))
+            with torch.no_grad():
+                by_model.append(teacher(x_adv))
+        p = torch.stack([F.log_softmax(z, 1).gather(1, y.view(-1, 1)).squeeze(1) for z in by_model])
+        expected = torch.where((p[1] < p[0]).view(-1, 1), by_model[1], by_model[0])
+        assert torch.allclose(union[:, k], expected, atol=1e-5), k
+        assert (p[1] < p[0]).any() and (p[0] <= p[1]).any(), "each threat model is the worst on some inputs"
+    own = MultiTeacherDistiller(teachers, **kw).fit(X_train[:64], y_train[:64])
+    own_logits = own.teacher_adversarial_logits(x, y, index)
+    true = lambda z: F.log_softmax(z, 2).gather(2, y.view(-1, 1, 1).expand(-1, 2, 1)).squeeze(2)  # noqa: E731
+    assert (true(union) <= true(own_logits) + 1e-6).all(), "the union is never kinder than a teacher's own model"
+    # a pool of one threat model: the union is the teacher's own threat model, weights identical
+    pooled = [MultiTeacherDistiller(list(teacher_pool.teachers_), weighter__threat_models=t, **kw)
+              .fit(X_train[:64], y_train[:64]).batch_weights({"X": x, "index": index}, y) for t in ("own", "union")]
+    assert torch.allclose(pooled[0], pooled[1])
+    with pytest.raises(ValueError, match="threat_models must be 'own' or 'union'; got weighter__threat_models='all'"):
+        MultiTeacherDistiller(teachers, weighter__threat_models="all", **kw).fit(X_train[:64], y_train[:64])

@@ -80,7 +80,8 @@ def test_bad_weighting_arguments(kwargs, match):
 def test_adaptive_weighter_is_a_clonable_estimator():
     w = AdaptiveWeighter(scheme="entropy", tau=0.3)
     twin = clone(w)
-    assert twin.get_params() == {"scheme": "entropy", "tau": 0.3, "eps_scale": 1.0, "n_steps": 5} and twin is not w
+    assert twin.get_params() == {"scheme": "entropy", "tau": 0.3, "eps_scale": 1.0, "n_steps": 5,
+                                 "threat_models": "own"} and twin is not w
     assert twin.set_params(scheme="uniform")(torch.randn(2, 4, 3)).tolist() == [[0.25] * 4] * 2
     assert AdaptiveWeighter("uniform").needs_labels is False and AdaptiveWeighter("camkd").needs_labels
 

@@ -33,6 +33,12 @@ def threat_model(teacher):
     return ("pgd_l2" if norm == "l2" else "pgd"), float(eps)
 
 
+def _check_threat_models(weighter):
+    value = getattr(weighter, "threat_models", "own")
+    if not isinstance(value, str) or value not in ("own", "union"):
+        raise ValueError(f"threat_models must be 'own' or 'union'; got weighter__threat_models={value!r}")
+
+
 class TeacherSignalsMixin:
     """The teachers' signals for :class:`~robustkd.MultiTeacherDistiller`.
 
@@ -122,6 +128,7 @@ class TeacherSignalsMixin:
             raise ValueError(f"eps_scale must be a finite number > 0; got weighter__eps_scale={scale!r}")
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
             raise ValueError(f"n_steps must be an integer >= 1; got weighter__n_steps={steps!r}")
+        _check_threat_models(weighter)
         models = []
         for k, t in enumerate(teacher_list(self.teachers)):
             threat = threat_model(t)
@@ -132,23 +139,48 @@ class TeacherSignalsMixin:
             models.append((threat[0], threat[1] * scale))
         return models
 
+    def _attacks_per_teacher(self, weighter):
+        """Per teacher, the threat models it is attacked in: its own (``threat_models="own"``), or every
+        distinct one of the pool, in the teachers' order (``"union"``)."""
+        models = self._threat_models(weighter)
+        if getattr(weighter, "threat_models", "own") == "own":
+            return [[m] for m in models]
+        distinct = list(dict.fromkeys(models))
+        return [distinct] * len(models)
+
     def teacher_adversarial_logits(self, x, y, index=None, weighter=None):
         """Each teacher's logits on its own adversarial examples of ``x`` (PGD of its norm, see
         :class:`~robustkd.AdaptiveWeighter`; ``weighter`` defaults to ``weighter_``), shape ``(n, K, C)``.
+        With ``threat_models="union"``, each teacher is attacked in every threat model of the pool and its
+        logits are those at the example where its true-class probability is lowest.
 
         With ``index`` (the samples' rows in the training data), sample i's random start comes from
-        ``(random_state, i, k)`` alone, so cached and per-batch weights are the same.
+        ``(random_state, i, k)`` alone (``k + K * (j + 1)`` for the j-th threat model of a union when it
+        is not teacher k's own), so cached and per-batch weights are the same, and a union's attack in a
+        teacher's own threat model is the one ``"own"`` runs.
         """
         weighter = self.weighter_ if weighter is None else weighter
         seed = check_seed(self.random_state)
+        own, attacks = self._threat_models(weighter), self._attacks_per_teacher(weighter)
+        n_teachers = len(attacks)
         logits = []
-        for k, (teacher, (name, eps)) in enumerate(zip(self.teachers_, self._threat_models(weighter))):
-            attack = get_attack(name, teacher, eps=eps, clip_min=self.clip_min, clip_max=self.clip_max,
-                                nb_iter=weighter.n_steps)
-            seeds = None if index is None else sample_seeds(0 if seed is None else seed, np.asarray(index), k)
-            x_adv = perturb(attack, x, y, sample_seeds=seeds)
-            with torch.no_grad():
-                logits.append(teacher(x_adv))
+        for k, (teacher, models) in enumerate(zip(self.teachers_, attacks)):
+            worst, worst_p = None, None
+            for j, (name, eps) in enumerate(models):
+                attack = get_attack(name, teacher, eps=eps, clip_min=self.clip_min, clip_max=self.clip_max,
+                                    nb_iter=weighter.n_steps)
+                salt = k if (name, eps) == own[k] else k + n_teachers * (j + 1)   # own model: as with "own"
+                seeds = None if index is None else sample_seeds(0 if seed is None else seed, np.asarray(index), salt)
+                x_adv = perturb(attack, x, y, sample_seeds=seeds)
+                with torch.no_grad():
+                    z = teacher(x_adv)
+                p = F.log_softmax(z, dim=1).gather(1, y.view(-1, 1)).squeeze(1)   # log-prob of the true class
+                if worst is None:
+                    worst, worst_p = z, p
+                else:
+                    worst = torch.where((p < worst_p).view(-1, 1), z, worst)
+                    worst_p = torch.minimum(p, worst_p)
+            logits.append(worst)
         return torch.stack(logits, dim=1)
 
     def _build_weighter(self):
@@ -169,6 +201,7 @@ class TeacherSignalsMixin:
             raise TypeError(f"weighter must be an AdaptiveWeighter, a scheme name or a callable; got {w!r}")
         if not callable(w.scheme):  # validate scheme and tau up front; callables are checked on the first batch
             w(torch.zeros(1, 2, 2), torch.zeros(1, dtype=torch.long))
+        _check_threat_models(w)
         return w
 
     def _build_gradient_weighter(self):
