@@ -16,7 +16,8 @@ batch 64, T = 4, alpha = 0.9) and the *same* teachers for every row, one student
 * ``paper``: MTKD-AR as published, clean data, adaptive (confidence) weights, no gradient term
   (``MultiTeacherDistiller(teachers, gradient_matching=0, weighter="confidence")``);
 * ``default``: robustkd's default recipe (``MultiTeacherDistiller(teachers)``);
-* any further ``--recipe name=param:value,...`` given.
+* any further ``--recipe name=param:value,...`` given (its parameters override the settings above, e.g.
+  ``--recipe default20=max_epochs:20``).
 
 Each is scored clean on the 10,000 test images, under PGD-10 at eps 0.1 on all of them, and under AutoAttack
 (standard) at eps 0.1 on the first ``--aa-n-test`` (500: the protocol's images), and compared with the best
@@ -43,10 +44,12 @@ def parse_recipe(text):
     out = {}
     for item in filter(None, params.split(",")):
         key, _, value = item.partition(":")
-        try:
-            out[key] = float(value)
-        except ValueError:
-            out[key] = value
+        for kind in (int, float, str):
+            try:
+                out[key] = kind(value)
+                break
+            except ValueError:
+                continue
     return name, out
 
 
@@ -94,9 +97,9 @@ def main():
     for name, params in recipes.items():
         for seed in [int(s) for s in args.seeds.split(",")]:
             start = time.perf_counter()
-            student = MultiTeacherDistiller(pool, module=SmallCNN, module__input_shape=(1, 28, 28), lr=4e-3,
-                                            max_epochs=10, batch_size=64, train_split=None, verbose=0,
-                                            random_state=seed, callbacks=[OneCycleLR()], **params).fit(X_train, y_train)
+            settings = dict(module=SmallCNN, module__input_shape=(1, 28, 28), lr=4e-3, max_epochs=10, batch_size=64,
+                            train_split=None, verbose=0, random_state=seed, callbacks=[OneCycleLR()])
+            student = MultiTeacherDistiller(pool, **{**settings, **params}).fit(X_train, y_train)
             fit = time.perf_counter() - start
             cos = [b.get("grad_cos") for b in student.history[-1]["batches"] if "grad_cos" in b]
             row = dict(recipe=name, seed=seed, params=params, fit_s=fit,

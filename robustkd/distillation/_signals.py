@@ -1,6 +1,5 @@
 """What the teachers tell a distiller's student on each training input: logits and input gradients,
 cached once per fit or computed per batch, and the input-gradient term built from them."""
-import numbers
 
 import numpy as np
 import torch
@@ -8,12 +7,11 @@ import torch.nn.functional as F
 from sklearn.base import clone
 
 from .._rng import check_seed
-from ..callbacks import _training_norm   # a net's training-attack norm, as RobustEarlyStopping reads it
 from .._validation import as_array, is_index_labels
-from ..attacks import get_attack, perturb, sample_seeds
 from ..losses import gradient_matching_loss, input_gradients
 from ..weighting import AdaptiveWeighter
 from ._teachers import TeacherOutputs, teacher_list
+from ._threats import check_threat_models, threat_model, threat_models_of, worst_case_logits
 
 __all__ = ["TeacherSignalsMixin", "threat_model", "AUTO_WEIGHTS"]
 
@@ -22,21 +20,6 @@ __all__ = ["TeacherSignalsMixin", "threat_model", "AUTO_WEIGHTS"]
 AUTO_WEIGHTS = {"tau": 0.1, "eps_scale": 2.0}
 #: ``norm_floor`` of the distiller's gradient term (:func:`robustkd.losses.gradient_matching_loss`).
 GRADIENT_NORM_FLOOR = 0.1
-
-
-def threat_model(teacher):
-    """``(attack, eps)`` that measures a teacher's robustness in its own threat model: PGD of its training
-    attack's norm (``"pgd"`` or ``"pgd_l2"``) at its training eps; None when it has no known training attack."""
-    norm, eps = _training_norm(teacher), getattr(teacher, "eps", None)
-    if norm is None or eps is None:
-        return None
-    return ("pgd_l2" if norm == "l2" else "pgd"), float(eps)
-
-
-def _check_threat_models(weighter):
-    value = getattr(weighter, "threat_models", "own")
-    if not isinstance(value, str) or value not in ("own", "union"):
-        raise ValueError(f"threat_models must be 'own' or 'union'; got weighter__threat_models={value!r}")
 
 
 class TeacherSignalsMixin:
@@ -122,31 +105,7 @@ class TeacherSignalsMixin:
     def _threat_models(self, weighter=None):
         """Per teacher, the attack that measures its robust precision: PGD of its training attack's norm
         at the weighter's ``eps_scale`` times its training eps."""
-        weighter = self.weighter_ if weighter is None else weighter
-        scale, steps = weighter.eps_scale, weighter.n_steps
-        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not 0 < scale < float("inf"):
-            raise ValueError(f"eps_scale must be a finite number > 0; got weighter__eps_scale={scale!r}")
-        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-            raise ValueError(f"n_steps must be an integer >= 1; got weighter__n_steps={steps!r}")
-        _check_threat_models(weighter)
-        models = []
-        for k, t in enumerate(teacher_list(self.teachers)):
-            threat = threat_model(t)
-            if threat is None:
-                raise ValueError(f"weighting scheme {weighter.scheme!r} attacks each teacher within its own "
-                                 f"threat model, but teachers[{k}] ({type(t).__name__}) has none: use "
-                                 "AdversarialTeachers (their attack and eps)")
-            models.append((threat[0], threat[1] * scale))
-        return models
-
-    def _attacks_per_teacher(self, weighter):
-        """Per teacher, the threat models it is attacked in: its own (``threat_models="own"``), or every
-        distinct one of the pool, in the teachers' order (``"union"``)."""
-        models = self._threat_models(weighter)
-        if getattr(weighter, "threat_models", "own") == "own":
-            return [[m] for m in models]
-        distinct = list(dict.fromkeys(models))
-        return [distinct] * len(models)
+        return threat_models_of(self.teachers, self.weighter_ if weighter is None else weighter)
 
     def teacher_adversarial_logits(self, x, y, index=None, weighter=None):
         """Each teacher's logits on its own adversarial examples of ``x`` (PGD of its norm, see
@@ -161,27 +120,9 @@ class TeacherSignalsMixin:
         """
         weighter = self.weighter_ if weighter is None else weighter
         seed = check_seed(self.random_state)
-        own, attacks = self._threat_models(weighter), self._attacks_per_teacher(weighter)
-        n_teachers = len(attacks)
-        logits = []
-        for k, (teacher, models) in enumerate(zip(self.teachers_, attacks)):
-            worst, worst_p = None, None
-            for j, (name, eps) in enumerate(models):
-                attack = get_attack(name, teacher, eps=eps, clip_min=self.clip_min, clip_max=self.clip_max,
-                                    nb_iter=weighter.n_steps)
-                salt = k if (name, eps) == own[k] else k + n_teachers * (j + 1)   # own model: as with "own"
-                seeds = None if index is None else sample_seeds(0 if seed is None else seed, np.asarray(index), salt)
-                x_adv = perturb(attack, x, y, sample_seeds=seeds)
-                with torch.no_grad():
-                    z = teacher(x_adv)
-                p = F.log_softmax(z, dim=1).gather(1, y.view(-1, 1)).squeeze(1)   # log-prob of the true class
-                if worst is None:
-                    worst, worst_p = z, p
-                else:
-                    worst = torch.where((p < worst_p).view(-1, 1), z, worst)
-                    worst_p = torch.minimum(p, worst_p)
-            logits.append(worst)
-        return torch.stack(logits, dim=1)
+        return worst_case_logits(self.teachers_, threat_models_of(self.teachers, weighter), weighter, x, y,
+                                 None if index is None else np.asarray(index), 0 if seed is None else seed,
+                                 self.clip_min, self.clip_max)
 
     def _build_weighter(self):
         w, params = self.weighter, self.get_params_for("weighter")
@@ -201,7 +142,7 @@ class TeacherSignalsMixin:
             raise TypeError(f"weighter must be an AdaptiveWeighter, a scheme name or a callable; got {w!r}")
         if not callable(w.scheme):  # validate scheme and tau up front; callables are checked on the first batch
             w(torch.zeros(1, 2, 2), torch.zeros(1, dtype=torch.long))
-        _check_threat_models(w)
+        check_threat_models(w)
         return w
 
     def _build_gradient_weighter(self):
