@@ -24,6 +24,7 @@ import time
 
 import joblib
 
+from _common import parse_params
 from robustkd import MultiTeacherDistiller, SmallCNN
 from robustkd.callbacks import OneCycleLR
 from robustkd.datasets import load_split
@@ -38,16 +39,7 @@ def parse_scheme(text):
     ``("rp", "robust_precision", {"tau": 0.1})``."""
     label, _, spec = text.rpartition("=") if "/" not in text else text.partition("=")
     scheme, *items = spec.split("/")
-    params = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        for kind in (int, float, str):
-            try:
-                params[key] = kind(value)
-                break
-            except ValueError:
-                continue
-    return label or scheme, scheme, params
+    return label or scheme, scheme, parse_params(items, "=")
 
 
 def cell(rows, attack, eps):

@@ -21,15 +21,14 @@ APGD-T, the cheaper part of AutoAttack) on the first ``--apgd-n-valid`` held-out
 mean cosine of the last epoch's gradient term. ``--score-teachers 0,3`` first scores those teachers alike.
 """
 import argparse
-import glob
 import json
 import time
 
-import joblib
 import numpy as np
 import torch
 from sklearn.model_selection import StratifiedShuffleSplit
 
+from _common import load_teachers
 from robustkd import MultiTeacherDistiller, SmallCNN, robust_score
 from robustkd.callbacks import OneCycleLR
 from robustkd.datasets import load_split
@@ -68,14 +67,7 @@ def main():
     parser.add_argument("--score-teachers", default="", help="comma-separated pool indices to score first")
     args = parser.parse_args()
     X, _, y, _ = load_split("fashion-mnist", args.data_home, False, 0, None, None)
-    pool = []   # the teachers of every file, in order: a TeacherPool's teachers_, or one teacher
-    for pattern in args.teachers:
-        for path in sorted(glob.glob(pattern)):
-            saved = joblib.load(path)
-            model = saved["model"] if isinstance(saved, dict) else saved
-            pool.extend(getattr(model, "teachers_", [model]))
-    if not pool:
-        raise SystemExit(f"no teacher files match {args.teachers}")
+    pool = load_teachers(args.teachers)   # every file's teachers, in order
     train, valid = next(StratifiedShuffleSplit(test_size=1000, random_state=0).split(X, y))  # the protocol's
     subset = np.random.RandomState(0).choice(train, args.n_train, replace=False)
     Xv, yv = X[valid], y[valid]

@@ -25,13 +25,12 @@ teacher's AutoAttack accuracy from ``--reference`` (the reproduce run's results,
 without it, measured here.
 """
 import argparse
-import glob
 import json
 import time
 
-import joblib
 import numpy as np
 
+from _common import load_teachers, parse_params
 from robustkd import MultiTeacherDistiller, SmallCNN, robust_score
 from robustkd.callbacks import OneCycleLR
 from robustkd.datasets import load_split
@@ -41,16 +40,7 @@ RECIPES = {"paper": dict(gradient_matching=0.0, weighter="confidence"), "default
 
 def parse_recipe(text):
     name, _, params = text.partition("=")
-    out = {}
-    for item in filter(None, params.split(",")):
-        key, _, value = item.partition(":")
-        for kind in (int, float, str):
-            try:
-                out[key] = kind(value)
-                break
-            except ValueError:
-                continue
-    return name, out
+    return name, parse_params(filter(None, params.split(",")), ":")
 
 
 def main():
@@ -68,14 +58,7 @@ def main():
     args = parser.parse_args()
     recipes = {name: RECIPES[name] for name in args.recipes.split(",") if name}
     recipes.update(parse_recipe(r) for r in args.recipe)
-    pool = []   # the teachers of every file, in order: a TeacherPool's teachers_, or one teacher
-    for pattern in args.teachers:
-        for path in sorted(glob.glob(pattern)):
-            saved = joblib.load(path)
-            model = saved["model"] if isinstance(saved, dict) else saved
-            pool.extend(getattr(model, "teachers_", [model]))
-    if not pool:
-        raise SystemExit(f"no teacher files match {args.teachers}")
+    pool = load_teachers(args.teachers)   # every file's teachers, in order
     X_train, X_test, y_train, y_test = load_split("fashion-mnist", args.data_home, False, 0, None, None)
     Xa, ya = X_test[:args.aa_n_test], y_test[:args.aa_n_test]
     teacher_aa, clean, names = {}, {}, [f"teacher_{t.attack}" for t in pool]
