@@ -37,8 +37,8 @@ from robustkd.weighting import available_schemes
 def parse_scheme(text):
     """``"entropy"`` -> ``("entropy", "entropy", {})``; ``"rp=robust_precision/tau=0.1"`` ->
     ``("rp", "robust_precision", {"tau": 0.1})``."""
-    label, _, spec = text.rpartition("=") if "/" not in text else text.partition("=")
-    scheme, *items = spec.split("/")
+    head, *items = text.split("/")
+    label, _, scheme = head.rpartition("=")
     return label or scheme, scheme, parse_params(items, "=")
 
 

@@ -25,33 +25,29 @@ import json
 import time
 
 import numpy as np
-import torch
 from sklearn.model_selection import StratifiedShuffleSplit
 
 from _common import load_teachers
 from robustkd import MultiTeacherDistiller, SmallCNN, robust_score
 from robustkd.callbacks import OneCycleLR
 from robustkd.datasets import load_split
-from robustkd.distillation._signals import GRADIENT_NORM_FLOOR
-from robustkd.losses import gradient_matching_loss
 
 
 class PenalisedDistiller(MultiTeacherDistiller):
-    """The distiller plus the control term ``penalty * eps * mean_i ||grad_x CE_i||_1`` in training (the
-    student's input gradient is the one the gradient term already computes)."""
+    """The distiller plus the control term ``penalty * eps * mean_i ||grad_x CE_i||_1`` in training, on the
+    student's input gradient that the gradient term has just computed (kept from ``_student_gradients``)."""
 
     penalty, penalty_eps = 0.0, 0.1
 
+    def _student_gradients(self, y_pred, x, y, training):
+        self._student_grad = super()._student_gradients(y_pred, x, y, training)
+        return self._student_grad
+
     def gradient_matching_term(self, y_pred, y_true, X, teacher_logits, weights, training=False):
-        grads, grad_weights = self._gradient_terms(X, y_true, teacher_logits, weights)
-        x = torch.as_tensor(X["X"] if isinstance(X, dict) else X, device=self.device)
-        student = self._student_gradients(y_pred, x, y_true, training)
-        term = gradient_matching_loss(student, grads, grad_weights, norm_floor=GRADIENT_NORM_FLOOR)
-        if training:
-            self.history.record_batch("grad_cos", 1.0 - float(term.detach()))
-            if self.penalty:   # the caller multiplies by gradient_matching
-                l1 = student.flatten(1).abs().sum(1).mean()
-                term = term + self.penalty / self.gradient_matching * self.penalty_eps * l1
+        term = super().gradient_matching_term(y_pred, y_true, X, teacher_logits, weights, training)
+        if training and self.penalty:   # the caller multiplies by gradient_matching
+            l1 = self._student_grad.flatten(1).abs().sum(1).mean()
+            term = term + self.penalty / self.gradient_matching * self.penalty_eps * l1
         return term
 
 

@@ -120,7 +120,7 @@ class TeacherSignalsMixin:
         """
         weighter = self.weighter_ if weighter is None else weighter
         seed = check_seed(self.random_state)
-        return worst_case_logits(self.teachers_, threat_models_of(self.teachers, weighter), weighter, x, y,
+        return worst_case_logits(self.teachers_, self._threat_models(weighter), weighter, x, y,
                                  None if index is None else np.asarray(index), 0 if seed is None else seed,
                                  self.clip_min, self.clip_max)
 

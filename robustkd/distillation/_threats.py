@@ -3,10 +3,10 @@ models: what ``robust_precision`` weighting reads (:class:`~robustkd.AdaptiveWei
 import numbers
 
 import torch
-import torch.nn.functional as F
 
 from ..attacks import get_attack, perturb, sample_seeds
 from ..callbacks import _training_norm   # a net's training-attack norm, as RobustEarlyStopping reads it
+from ..weighting import _true_class_log_prob
 from ._teachers import teacher_list
 
 __all__ = ["threat_model", "check_threat_models", "threat_models_of", "worst_case_logits"]
@@ -65,7 +65,7 @@ def worst_case_logits(teachers, own, weighter, x, y, index, seed, clip_min, clip
             x_adv = perturb(attack, x, y, sample_seeds=None if index is None else sample_seeds(seed, index, salt))
             with torch.no_grad():
                 z = teacher(x_adv)
-            p = F.log_softmax(z, dim=1).gather(1, y.view(-1, 1)).squeeze(1)   # log-prob of the true class
+            p = _true_class_log_prob(z.unsqueeze(1), y)[:, 0]   # log-prob of the true class
             if worst is None:
                 worst, worst_p = z, p
             else:
