@@ -13,7 +13,8 @@ the protocol held out from the teachers for their robust model selection. Config
 (``gradient_matching``), ``scheme``/``tau``/``eps_scale`` (the weighter; ``uniform`` by default),
 ``teachers`` (indices into the pool), ``lr``, ``epochs`` (default ``--epochs``), ``sched`` (``onecycle`` or
 ``constant``), ``seed``,
-``default: 1`` for the library's default weighter, and ``penalty`` (a control, not a library feature: adds
+``default: 1`` for the library's default weighter, ``mu`` (``feature_matching``) and ``layers``
+(``feature_layers``, default ``"auto"``), and ``penalty`` (a control, not a library feature: adds
 ``penalty * eps * mean_i ||grad_x CE(s(x_i), y_i)||_1``, the first-order term of the student's L-inf robust
 loss (Simon-Gabriel et al., ICML 2019), i.e. input-gradient regularisation that needs no teacher; with ``lam``
 ~0 it is the only gradient term). One JSON line per config: clean accuracy, PGD-10 accuracy, APGD (APGD-CE then
@@ -85,6 +86,7 @@ def main():
                                                    weighter__eps_scale=c.get("eps_scale", 1.0))
         student = PenalisedDistiller(
             teachers, module=SmallCNN, module__input_shape=(1, 28, 28), gradient_matching=c["lam"],
+            feature_matching=c.get("mu", 0.0), feature_layers=c.get("layers", "auto"),
             lr=c.get("lr", 4e-3),
             max_epochs=c.get("epochs", args.epochs), batch_size=64, train_split=None, verbose=0,
             random_state=c.get("seed", 0),

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ._input_gradients import gradient_matching_loss, input_gradients  # noqa: F401  (exported here)
 
 __all__ = ["mixture_kd_loss", "weighted_sum_kd_loss", "distillation_loss", "adversarial_loss", "trades_loss",
-           "OBJECTIVES", "input_gradients", "gradient_matching_loss"]
+           "OBJECTIVES", "input_gradients", "gradient_matching_loss", "feature_matching_loss"]
 
 
 def _check(student_logits, teacher_logits, weights, temperature):
@@ -222,3 +222,40 @@ def trades_loss(logits_clean, logits_adv, y, *, beta=6.0, criterion=None):
 #: ``objective(logits_clean, logits_adv, y, **params)``. Read-only: the teacher's training step is written for
 #: these two (Madry's mixes clean and adversarial samples per ``adv_ratio``; TRADES needs both passes).
 OBJECTIVES = types.MappingProxyType({"madry": adversarial_loss, "trades": trades_loss})
+
+
+def feature_matching_loss(adapted, targets, weights, eps=1e-8):
+    """Weighted relative squared error between the student's features (through one adapter per teacher) and
+    each teacher's features on the same inputs.
+
+    Parameters
+    ----------
+    adapted : sequence of K Tensors of shape (n, ...)
+        The student's features at one layer, mapped by teacher k's adapter into teacher k's feature space.
+    targets : sequence of K Tensors of shape (n, ...)
+        Teacher k's features at the same layer and inputs (no gradient is needed through them).
+    weights : Tensor of shape (n, K) or (K,)
+        Per-input (or per-teacher) teacher weights.
+    eps : float, default=1e-8
+        Floor of a teacher feature's squared norm (a feature map that is all zeros).
+
+    Returns
+    -------
+    Tensor (scalar)
+        :math:`\\mathrm{mean}_i \\sum_k w_{ik}\\, \\|a_{ik} - t_{ik}\\|^2 / \\max(\\|t_{ik}\\|^2, \\epsilon)`:
+        0 when the adapted features equal the teachers', 1 when the student's adapted features are 0.
+    """
+    if len(adapted) != len(targets):
+        raise ValueError(f"adapted and targets must hold one tensor per teacher; got {len(adapted)} and "
+                         f"{len(targets)}")
+    errors = []
+    for a, t in zip(adapted, targets):
+        if a.shape != t.shape:
+            raise ValueError(f"adapted features {tuple(a.shape)} do not match teacher features {tuple(t.shape)}")
+        t = t.detach()
+        errors.append((a - t).pow(2).flatten(1).sum(1) / t.pow(2).flatten(1).sum(1).clamp_min(eps))
+    errors = torch.stack(errors, 1)
+    weights = weights.to(errors).expand_as(errors) if weights.dim() == 1 else weights.to(errors)
+    if weights.shape != errors.shape:
+        raise ValueError(f"weights must have shape (n, K)={tuple(errors.shape)} or (K,); got {tuple(weights.shape)}")
+    return (weights * errors).sum(1).mean()

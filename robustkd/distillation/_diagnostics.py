@@ -1,7 +1,5 @@
 """Why weighting can or cannot matter: how much a set of models agree, in predictions and in input gradients."""
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .._input_gradients import input_gradients
 from .._validation import check_images, check_positive_int, encode_labels, resolve_model

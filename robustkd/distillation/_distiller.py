@@ -11,16 +11,16 @@ from .._validation import as_array
 from ..callbacks import TeacherWeights
 from ..losses import _KD, distillation_loss
 from ..training import AdversarialTrainingMixin
-from ..weighting import AdaptiveWeighter
+from ._features import FeatureMatchingMixin
 from ._signals import TeacherSignalsMixin
-from ._teachers import FrozenTeachers, fresh_student, teacher_list
+from ._teachers import FrozenTeachers, FrozenTeachersMixin, fresh_student, teacher_list
 
 __all__ = ["MultiTeacherDistiller"]
 
 STUDENT_INPUTS = ("clean", "adversarial", "mixed")
 
 
-class MultiTeacherDistiller(TeacherSignalsMixin, SeededNetMixin, AdversarialTrainingMixin, NeuralNetClassifier):
+class MultiTeacherDistiller(FrozenTeachersMixin, FeatureMatchingMixin, TeacherSignalsMixin, SeededNetMixin, AdversarialTrainingMixin, NeuralNetClassifier):
     """Distil several (adversarially trained) teachers into one student, weighting them per input.
 
     The student learns from the true labels and from the teachers' softened outputs:
@@ -82,6 +82,17 @@ class MultiTeacherDistiller(TeacherSignalsMixin, SeededNetMixin, AdversarialTrai
     gradient_weighter : None, AdaptiveWeighter, str or callable, default=None
         Per-input teacher weights of the gradient term; None: the distillation term's (measured best: a
         student that matches one mixture of logits and another of gradients learns neither well).
+    feature_matching : float, default=0.0
+        Weight :math:`\\mu \\ge 0` of the feature term (beyond the paper): at each of ``feature_layers`` the
+        student's features, mapped by one learned adapter per teacher (a 1x1 convolution, or a linear map for
+        vectors), are pulled towards that teacher's features on the same clean inputs,
+        :func:`robustkd.losses.feature_matching_loss` with the distillation term's per-input weights, summed over
+        the layers. The adapters train with the student and serve only the loss; the teachers run on every batch
+        (their features are not cached). The batch's mean error per layer is recorded as ``feature_err``.
+    feature_layers : "auto" or list of str, default="auto"
+        Names of the layers (as in ``module.named_modules()``, the same in the student and every teacher) whose
+        outputs are matched; ``"auto"``: every 2-d pooling layer (the outputs of a
+        :class:`~robustkd.SmallCNN`'s two conv blocks).
     cache_teacher_outputs : bool, default=True
         Compute the teachers' logits on the training set once per fit (turn off when the
         dataset augments its inputs).
@@ -115,6 +126,9 @@ class MultiTeacherDistiller(TeacherSignalsMixin, SeededNetMixin, AdversarialTrai
         Frozen copies of the teachers (``teachers_`` is their ``ModuleList``).
     weighter_ : AdaptiveWeighter
         The weighter built from ``weighter`` and its ``weighter__*`` parameters.
+    feature_adapters_ : torch.nn.ModuleDict
+        With ``feature_matching > 0``: per matched layer (its name with "/" for "."), one adapter per teacher;
+        empty otherwise. ``feature_layers_`` holds the matched layers' names.
 
     References
     ----------
@@ -140,8 +154,8 @@ class MultiTeacherDistiller(TeacherSignalsMixin, SeededNetMixin, AdversarialTrai
     gradient_matching = 0.0   # for distillers pickled before the gradient term existed
 
     def __init__(self, teachers, module=None, *, weighter="auto", temperature=4.0, alpha=0.9,
-                 kd="mixture", gradient_matching=2.0, gradient_weighter=None, cache_teacher_outputs=True,
-                 student_inputs="clean",
+                 kd="mixture", gradient_matching=2.0, gradient_weighter=None, feature_matching=0.0,
+                 feature_layers="auto", cache_teacher_outputs=True, student_inputs="clean",
                  attack="pgd", eps=0.1,
                  clip_min=0.0, clip_max=1.0, random_state=None, criterion=torch.nn.CrossEntropyLoss,
                  optimizer=torch.optim.Adam, lr=1e-3, **kwargs):
@@ -153,6 +167,8 @@ class MultiTeacherDistiller(TeacherSignalsMixin, SeededNetMixin, AdversarialTrai
         self.kd = kd
         self.gradient_matching = gradient_matching
         self.gradient_weighter = gradient_weighter
+        self.feature_matching = feature_matching
+        self.feature_layers = feature_layers
         self.cache_teacher_outputs = cache_teacher_outputs
         self.student_inputs = student_inputs
         self.attack = attack
@@ -184,6 +200,7 @@ class MultiTeacherDistiller(TeacherSignalsMixin, SeededNetMixin, AdversarialTrai
         gm = self.gradient_matching
         if isinstance(gm, bool) or not isinstance(gm, numbers.Real) or not 0 <= gm < float("inf"):
             raise ValueError(f"gradient_matching must be a finite number >= 0; got gradient_matching={gm!r}")
+        self._check_feature_matching()
         if self.student_inputs != "clean":
             self.check_training_attack("an adversarial student")
         super().check_training_readiness()
@@ -206,23 +223,12 @@ class MultiTeacherDistiller(TeacherSignalsMixin, SeededNetMixin, AdversarialTrai
             else:
                 super().initialize_module()
         self.frozen_teachers_ = frozen.to(self.device)
+        self._reset_feature_adapters()
         return self
-
-    @property
-    def teachers_(self):
-        """The frozen teacher modules (a ``ModuleList``)."""
-        return self.frozen_teachers_.teachers
 
     def get_default_callbacks(self):
         """skorch's defaults plus :class:`~robustkd.callbacks.TeacherWeights`."""
         return list(super().get_default_callbacks()) + [("teacher_weights", TeacherWeights())]
-
-    def get_all_learnable_params(self):
-        """Only the student's (and criterion's) parameters: the frozen teachers stay out of the optimizer."""
-        frozen = {id(p) for p in self.frozen_teachers_.parameters()}
-        for name, param in super().get_all_learnable_params():
-            if id(param) not in frozen:
-                yield name, param
 
     # ------------------------------------------------------------------- data
     def check_data(self, X, y=None):
@@ -271,24 +277,12 @@ class MultiTeacherDistiller(TeacherSignalsMixin, SeededNetMixin, AdversarialTrai
         if self.gradient_matching and X is not None:   # the term needs the inputs
             loss = loss + self.gradient_matching * self.gradient_matching_term(y_pred, y_true, X, teacher_logits,
                                                                               weights, training)
+        features = self.feature_matching_term(X, weights, training) if self.feature_matching else None
+        if features is not None:
+            loss = loss + self.feature_matching * features
         return loss
 
     def mean_teacher_weights(self):
         """Mean weight of each teacher over the training batches of each epoch, shape ``(n_epochs, K)``."""
         keys = [f"weight_t{k}" for k in range(len(self.teachers_))]
         return np.array([[row.get(key, np.nan) for key in keys] for row in self.history])
-
-    # ------------------------------------------------------------ persistence
-    def __getstate__(self):
-        # the frozen teachers are copies of self.teachers, which is pickled anyway: store them once
-        frozen = self.__dict__.pop("frozen_teachers_", None)
-        try:
-            return super().__getstate__()
-        finally:
-            if frozen is not None:
-                self.frozen_teachers_ = frozen
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if getattr(self, "initialized_", False):
-            self.frozen_teachers_ = FrozenTeachers(teacher_list(self.teachers)).to(self.device)

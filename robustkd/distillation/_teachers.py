@@ -8,7 +8,7 @@ from torch import nn
 from .._input_gradients import input_gradients
 from ..training import TeacherPool
 
-__all__ = ["FrozenTeachers", "teacher_list", "fresh_student", "TeacherOutputs"]
+__all__ = ["FrozenTeachers", "FrozenTeachersMixin", "teacher_list", "fresh_student", "TeacherOutputs"]
 
 
 def teacher_list(teachers):
@@ -159,3 +159,33 @@ class TeacherOutputs(torch.utils.data.Dataset):
     @property
     def y(self):
         return self.dataset.y
+
+
+class FrozenTeachersMixin:
+    """How a distiller holds its ``frozen_teachers_``: out of the optimizer, and pickled once (as ``teachers``)."""
+
+    @property
+    def teachers_(self):
+        """The frozen teacher modules (a ``ModuleList``)."""
+        return self.frozen_teachers_.teachers
+
+    def get_all_learnable_params(self):
+        """Only the student's (and criterion's) parameters: the frozen teachers stay out of the optimizer."""
+        frozen = {id(p) for p in self.frozen_teachers_.parameters()}
+        for name, param in super().get_all_learnable_params():
+            if id(param) not in frozen:
+                yield name, param
+
+    def __getstate__(self):
+        # the frozen teachers are copies of self.teachers, which is pickled anyway: store them once
+        frozen = self.__dict__.pop("frozen_teachers_", None)
+        try:
+            return super().__getstate__()
+        finally:
+            if frozen is not None:
+                self.frozen_teachers_ = frozen
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if getattr(self, "initialized_", False):
+            self.frozen_teachers_ = FrozenTeachers(teacher_list(self.teachers)).to(self.device)

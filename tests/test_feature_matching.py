@@ -1,0 +1,170 @@
+"""Feature matching: the student's intermediate features, through per-teacher adapters, pulled towards the
+teachers' features on the same clean inputs (MultiTeacherDistiller(feature_matching=...))."""
+import io
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from robustkd.losses import feature_matching_loss
+
+
+def test_feature_matching_loss_is_the_weighted_relative_squared_error():
+    gen = torch.Generator().manual_seed(0)
+    t = [torch.randn(3, 2, 4, 4, generator=gen), torch.randn(3, 2, 4, 4, generator=gen)]
+    a = [torch.randn(3, 2, 4, 4, generator=gen), torch.randn(3, 2, 4, 4, generator=gen)]
+    w = torch.tensor([[0.2, 0.8], [1.0, 0.0], [0.5, 0.5]])
+    expected = np.mean([sum(float(w[i, k]) * float(((a[k][i] - t[k][i]) ** 2).sum() / (t[k][i] ** 2).sum())
+                            for k in range(2)) for i in range(3)])
+    assert float(feature_matching_loss(a, t, w)) == pytest.approx(expected, rel=1e-5)
+    assert float(feature_matching_loss(t, t, w)) == 0.0                       # matched features cost nothing
+    assert float(feature_matching_loss([torch.zeros_like(x) for x in t], t, w)) == pytest.approx(1.0)
+    per_teacher = feature_matching_loss(a, t, torch.tensor([0.2, 0.8]))       # (K,) weights apply to every input
+    assert float(per_teacher) == pytest.approx(float(feature_matching_loss(a, t, torch.tensor([[0.2, 0.8]] * 3))))
+    a0 = a[0].clone().requires_grad_(True)
+    feature_matching_loss([a0, a[1]], t, w).backward()
+    assert a0.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match=r"adapted features \(3, 2, 4, 4\) do not match teacher features"):
+        feature_matching_loss([a[0], a[1]], [t[0], t[1][:, :1]], w)
+    with pytest.raises(ValueError, match="one tensor per teacher; got 2 and 1"):
+        feature_matching_loss(a, t[:1], w)
+    with pytest.raises(ValueError, match=r"weights must have shape \(n, K\)=\(3, 2\) or \(K,\); got \(3, 3\)"):
+        feature_matching_loss(a, t, torch.ones(3, 3) / 3)
+
+
+def _distiller(teachers, cls=None, **kwargs):
+    from robustkd import MultiTeacherDistiller
+    params = dict(max_epochs=2, batch_size=64, train_split=None, verbose=0, random_state=0)
+    params.update(kwargs)
+    return (cls or MultiTeacherDistiller)(teachers, **params)
+
+
+def test_a_zero_weight_builds_nothing_and_trains_the_same_student(teacher_pool, digits):
+    from robustkd import MultiTeacherDistiller
+
+    class NoFeatureTerm(MultiTeacherDistiller):
+        def feature_matching_term(self, *args, **kwargs):
+            raise AssertionError("the feature term was computed")
+
+    X_train, _, y_train, _ = digits
+    X, y = X_train[:300], y_train[:300]
+    zero = _distiller(teacher_pool, NoFeatureTerm, feature_matching=0.0).fit(X, y)
+    assert len(zero.feature_adapters_) == 0 and "feature_err" not in zero.history[-1]["batches"][0]
+    other = _distiller(teacher_pool, feature_matching=0, feature_layers=["features.2"]).fit(X, y)
+    assert all(torch.equal(p, q) for p, q in zip(zero.module_.parameters(), other.module_.parameters()))
+    some = _distiller(teacher_pool, feature_matching=5.0).fit(X, y)
+    assert not all(torch.equal(p, q) for p, q in zip(zero.module_.parameters(), some.module_.parameters()))
+    assert "feature_err" in some.history[-1]["batches"][0]
+
+
+def _features(module, x, layers):
+    named, out = dict(module.named_modules()), {}
+    handles = [named[n].register_forward_hook(lambda m, i, o, n=n: out.__setitem__(n, o.detach())) for n in layers]
+    with torch.no_grad():
+        module.eval()(x)
+    for h in handles:
+        h.remove()
+    return out
+
+
+def test_the_term_is_the_loss_of_the_students_adapted_features_against_each_teachers(teacher_pool, digits):
+    X_train, _, y_train, _ = digits
+    d = _distiller(teacher_pool, feature_matching=3.0, weighter="uniform", max_epochs=1).fit(X_train[:200],
+                                                                                              y_train[:200])
+    assert d.feature_layers_ == ["features.2", "features.5"]      # "auto": the SmallCNN's two pooling layers
+    adapters = d.feature_adapters_
+    assert [type(m).__name__ for m in adapters["features/2"]] == ["Conv2d"] * 3
+    assert adapters["features/5"][0].weight.shape == (64, 64, 1, 1)
+    x = torch.as_tensor(X_train[:16])
+    student = _features(d.module_, x, d.feature_layers_)
+    adapters.requires_grad_(False)
+    teachers = [_features(t, x, d.feature_layers_) for t in d.teachers_]
+    expected = sum(np.mean([sum(float(((adapters[n.replace(".", "/")][k](student[n][i:i + 1]) - teachers[k][n][i:i + 1])
+                                       ** 2).sum() / (teachers[k][n][i] ** 2).sum()) / 3 for k in range(3))
+                            for i in range(16)]) for n in d.feature_layers_)
+    d.module_.eval()
+    with torch.no_grad(), d._capturing_features():
+        d.infer(x)
+        term = d.feature_matching_term(x, torch.full((16, 3), 1 / 3))
+    assert float(term) == pytest.approx(expected, rel=1e-4)
+    assert d.feature_matching_term(x, torch.full((16, 3), 1 / 3)) is None     # outside a step: nothing recorded
+
+
+def test_feature_matching_brings_the_students_features_to_the_teachers(teacher_pool, digits):
+    X_train, X_test, y_train, _ = digits
+    d = _distiller(teacher_pool, feature_matching=10.0, max_epochs=8).fit(X_train, y_train)
+    err = [np.mean([b["feature_err"] for b in row["batches"]]) for row in d.history]
+    assert err[-1] < 0.6 * err[0], err
+    # and on inputs it never trained on: the term (its adapters included) against the untrained student's
+    untrained = _distiller(teacher_pool, feature_matching=10.0, max_epochs=0).fit(X_train, y_train)
+    x, w = torch.as_tensor(X_test), torch.full((len(X_test), 3), 1 / 3)
+
+    def term(net):
+        net.module_.eval()
+        with torch.no_grad(), net._capturing_features():
+            net.infer(x)
+            return float(net.feature_matching_term(x, w))
+    assert term(d) < 0.6 * term(untrained)
+
+
+def test_an_adversarial_student_matches_features_of_its_clean_inputs(teacher_pool, digits):
+    X_train, _, y_train, _ = digits
+    seen = []
+
+    from robustkd import MultiTeacherDistiller
+
+    class Recorder(MultiTeacherDistiller):
+        def feature_matching_term(self, X, weights, training=False):
+            if training and self._student_features:
+                x = torch.as_tensor(X["X"] if isinstance(X, dict) else X).detach()
+                clean = _features(self.module_, x, ["features.5"])["features.5"]
+                self.module_.train()
+                seen.append(torch.allclose(self._student_features["features.5"].detach(), clean, atol=1e-5))
+            return super().feature_matching_term(X, weights, training)
+
+    _distiller(teacher_pool, Recorder, feature_matching=1.0, student_inputs="adversarial", attack="fgsm", eps=0.2,
+               max_epochs=1).fit(X_train[:128], y_train[:128])
+    assert seen and all(seen)
+
+
+def test_fitted_students_persist_refit_alike_and_keep_their_adapters_on_partial_fit(teacher_pool, digits):
+    from sklearn.base import clone
+    X_train, X_test, y_train, _ = digits
+    d = _distiller(teacher_pool, feature_matching=2.0, feature_layers=["features.5"]).fit(X_train[:200], y_train[:200])
+    buf = io.BytesIO()
+    joblib.dump(d, buf)
+    buf.seek(0)
+    loaded = joblib.load(buf)
+    np.testing.assert_array_equal(loaded.predict_proba(X_test), d.predict_proba(X_test))
+    assert loaded.feature_layers_ == ["features.5"] and len(loaded.feature_adapters_) == 1
+    again = clone(d).fit(X_train[:200], y_train[:200])         # a refit rebuilds the adapters: the same student
+    np.testing.assert_array_equal(again.predict_proba(X_test), d.predict_proba(X_test))
+    adapters = d.feature_adapters_
+    d.partial_fit(X_train[:200], y_train[:200])
+    assert d.feature_adapters_ is adapters
+    assert {id(p) for p in adapters.parameters()} <= {id(p) for g in d.optimizer_.param_groups for p in g["params"]}
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(feature_matching=-1), "feature_matching must be a finite number >= 0; got feature_matching=-1"),
+    (dict(feature_matching=True), "feature_matching must be a finite number >= 0; got feature_matching=True"),
+    (dict(feature_matching=1, feature_layers=["features.9"]),
+     r"feature_layers names \['features.9'\], which are not layers of the student; its layers: \['features', "),
+    (dict(feature_matching=1, feature_layers="features.2"),
+     "feature_layers must be 'auto' or a non-empty list of layer names; got feature_layers='features.2'"),
+])
+def test_bad_feature_matching_settings_are_refused_with_the_parameter_named(teacher_pool, digits, params, message):
+    X_train, _, y_train, _ = digits
+    with pytest.raises(ValueError, match=message):
+        _distiller(teacher_pool, **params).fit(X_train[:64], y_train[:64])
+
+
+def test_auto_layers_need_a_pooling_layer_and_teachers_need_the_students_layers(teacher_pool, digits):
+    X_train, _, y_train, _ = digits
+    flat = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    with pytest.raises(ValueError, match="feature_layers='auto' found no pooling layer in the student"):
+        _distiller(teacher_pool, module=flat, feature_matching=1).fit(X_train[:64], y_train[:64])
+    with pytest.raises(ValueError, match=r"feature_layers names \['1'\], which are not layers of teacher 0"):
+        _distiller(teacher_pool, module=flat, feature_matching=1, feature_layers=["1"]).fit(X_train[:64], y_train[:64])
