@@ -86,7 +86,7 @@ def main():
             student = MultiTeacherDistiller(
                 pool, module=SmallCNN, module__input_shape=tuple(X_train.shape[1:]), lr=cfg.lr, max_epochs=cfg.epochs,
                 batch_size=cfg.batch_size, train_split=None, verbose=0, device=cfg.device, weighter=scheme,
-                **{f"weighter__{k}": v for k, v in params.items()}, gradient_matching=lam,
+                **{f"weighter__{k}": v for k, v in params.items()}, gradient_matching=lam, feature_matching=0.0,
                 temperature=cfg.temperature, alpha=cfg.alpha, random_state=cfg.seed,
                 callbacks=[OneCycleLR()] if cfg.lr_schedule == "onecycle" else []).fit(X_train, y_train)
             saved = dict(fit_s=time.perf_counter() - start,

@@ -14,7 +14,7 @@ Trains, on all 60,000 training images with the protocol's settings (10 epochs, o
 batch 64, T = 4, alpha = 0.9) and the *same* teachers for every row, one student per recipe and seed:
 
 * ``paper``: MTKD-AR as published, clean data, adaptive (confidence) weights, no gradient term
-  (``MultiTeacherDistiller(teachers, gradient_matching=0, weighter="confidence")``);
+  (``MultiTeacherDistiller(teachers, gradient_matching=0, feature_matching=0, weighter="confidence")``);
 * ``default``: robustkd's default recipe (``MultiTeacherDistiller(teachers)``);
 * any further ``--recipe name=param:value,...`` given (its parameters override the settings above, e.g.
   ``--recipe default20=max_epochs:20``).
@@ -35,7 +35,7 @@ from robustkd import MultiTeacherDistiller, SmallCNN, robust_score
 from robustkd.callbacks import OneCycleLR
 from robustkd.datasets import load_split
 
-RECIPES = {"paper": dict(gradient_matching=0.0, weighter="confidence"), "default": {}}
+RECIPES = {"paper": dict(gradient_matching=0.0, feature_matching=0.0, weighter="confidence"), "default": {}}
 
 
 def parse_recipe(text):

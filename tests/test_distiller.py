@@ -62,7 +62,9 @@ def test_predict_proba_returns_probabilities_not_logits(student, digits):
 
 def test_optimizer_holds_only_student_parameters(student):
     in_optimizer = {id(p) for group in student.optimizer_.param_groups for p in group["params"]}
-    assert in_optimizer == {id(p) for p in student.module_.parameters()}
+    adapters = {id(p) for p in student.feature_adapters_.parameters()}   # the feature term's, trained with it
+    assert adapters and in_optimizer == {id(p) for p in student.module_.parameters()} | adapters
+    assert not in_optimizer & {id(p) for p in student.teachers_.parameters()}
     assert not any(p.requires_grad for p in student.teachers_.parameters())
 
 
@@ -100,9 +102,10 @@ def test_teachers_stay_frozen_in_eval_mode_and_the_users_objects_are_untouched(d
 
 def test_distiller_pickles_teacher_weights_once(student, teacher_pool):
     size_teachers = len(pickle.dumps(teacher_pool.teachers_))
-    size_student = len(pickle.dumps(student.module_))
+    size_student = len(pickle.dumps(student.module_)) + len(pickle.dumps(student.feature_adapters_))
     size = len(pickle.dumps(student))
-    # teachers once, plus the student and Adam's two moment buffers (and a little bookkeeping)
+    # teachers once, plus the student (with its feature adapters) and Adam's two moment buffers (and a little
+    # bookkeeping)
     assert size < size_teachers + 3.5 * size_student, (size, size_teachers, size_student)
     assert size < 1.5 * size_teachers, "teacher weights are stored twice"
 
@@ -191,7 +194,7 @@ def test_early_stopping_uses_a_split_of_the_training_data(teacher_pool, digits):
 @pytest.mark.parametrize("mode", ["adversarial", "mixed"])
 def test_adversarial_student_is_more_robust_than_clean_student(teacher_pool, digits, mode):
     X_train, X_test, y_train, y_test = digits
-    kw = dict(max_epochs=4, gradient_matching=0.0)   # the student_inputs alone
+    kw = dict(max_epochs=4, gradient_matching=0.0, feature_matching=0.0)   # the student_inputs alone
     clean = make_distiller(teacher_pool, **kw).fit(X_train, y_train)
     adv = make_distiller(teacher_pool, student_inputs=mode, eps=0.2, attack__nb_iter=5, **kw).fit(X_train, y_train)
     assert (robust_score(adv, X_test, y_test, "pgd", eps=0.2, random_state=0)

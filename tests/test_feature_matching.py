@@ -161,10 +161,18 @@ def test_bad_feature_matching_settings_are_refused_with_the_parameter_named(teac
         _distiller(teacher_pool, **params).fit(X_train[:64], y_train[:64])
 
 
-def test_auto_layers_need_a_pooling_layer_and_teachers_need_the_students_layers(teacher_pool, digits):
-    X_train, _, y_train, _ = digits
-    flat = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-    with pytest.raises(ValueError, match="feature_layers='auto' found no pooling layer in the student"):
-        _distiller(teacher_pool, module=flat, feature_matching=1).fit(X_train[:64], y_train[:64])
+def test_auto_layers_warn_and_fall_back_where_explicit_layers_are_refused(teacher_pool, digits):
+    X_train, X_test, y_train, _ = digits
+    X, y = X_train[:128], y_train[:128]
+
+    def flat():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    with pytest.warns(UserWarning, match="feature_layers='auto' matches no layer .feature matching is off.; left "
+                                         "out: the student has no pooling layer"):
+        auto = _distiller(teacher_pool, module=flat(), feature_matching=1).fit(X, y)
+    assert auto.feature_layers_ == [] and "feature_err" not in auto.history[-1]["batches"][0]
+    off = _distiller(teacher_pool, module=flat(), feature_matching=0).fit(X, y)
+    np.testing.assert_allclose(auto.predict_proba(X_test), off.predict_proba(X_test), atol=1e-6)
     with pytest.raises(ValueError, match=r"feature_layers names \['1'\], which are not layers of teacher 0"):
-        _distiller(teacher_pool, module=flat, feature_matching=1, feature_layers=["1"]).fit(X_train[:64], y_train[:64])
+        _distiller(teacher_pool, module=flat(), feature_matching=1, feature_layers=["1"]).fit(X, y)

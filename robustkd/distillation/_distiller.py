@@ -20,7 +20,8 @@ __all__ = ["MultiTeacherDistiller"]
 STUDENT_INPUTS = ("clean", "adversarial", "mixed")
 
 
-class MultiTeacherDistiller(FrozenTeachersMixin, FeatureMatchingMixin, TeacherSignalsMixin, SeededNetMixin, AdversarialTrainingMixin, NeuralNetClassifier):
+class MultiTeacherDistiller(FrozenTeachersMixin, FeatureMatchingMixin, TeacherSignalsMixin, SeededNetMixin,
+                            AdversarialTrainingMixin, NeuralNetClassifier):
     """Distil several (adversarially trained) teachers into one student, weighting them per input.
 
     The student learns from the true labels and from the teachers' softened outputs:
@@ -48,7 +49,14 @@ class MultiTeacherDistiller(FrozenTeachersMixin, FeatureMatchingMixin, TeacherSi
     still trains on clean data only (Chan et al., 2020; Srinivas and Fleuret, 2018). The teachers'
     gradients are computed once per fit with their logits (``cache_teacher_outputs``), as one
     weighted mixture per input when the weighting scheme is per-sample; the student's costs a
-    double backpropagation (2.7x a plain epoch). ``gradient_matching=0`` is the paper's plain MTKD-AR.
+    double backpropagation (2.7x a plain epoch).
+
+    **Feature matching** (beyond the paper; ``feature_matching`` = :math:`\\mu > 0`, on by default) adds, at each
+    of ``feature_layers``, :math:`\\mu \\sum_k w_{ik} \\|A_k(f(x_i)) - f_k(x_i)\\|^2 / \\|f_k(x_i)\\|^2`: the
+    student's features :math:`f`, through a learned 1x1 adapter :math:`A_k` per teacher, against teacher k's
+    features :math:`f_k` on the same clean input. With the gradient term it keeps 86-89% of the best teacher's
+    AutoAttack accuracy on full-size Fashion-MNIST, against 53-67% without it (README).
+    ``gradient_matching=0, feature_matching=0`` with ``weighter="confidence"`` is the paper's plain MTKD-AR.
 
     Teachers are copied at fit time, frozen (eval mode, no gradients, kept in eval mode
     while skorch switches the student between train and eval), moved with the student to
@@ -68,7 +76,7 @@ class MultiTeacherDistiller(FrozenTeachersMixin, FeatureMatchingMixin, TeacherSi
         each teacher attacked at twice its training eps) when there are several teachers and all are
         :class:`~robustkd.AdversarialTeacher`s, else ``confidence`` (MTKD-AR's). Set the scheme with
         ``weighter__scheme=...`` (and search over it with ``GridSearchCV``). **The paper's plain MTKD-AR is
-        ``weighter="confidence", gradient_matching=0``.**
+        ``weighter="confidence", gradient_matching=0, feature_matching=0``.**
     temperature : float, default=4.0
         Softmax temperature T of the distillation term.
     alpha : float, default=0.9
@@ -82,10 +90,11 @@ class MultiTeacherDistiller(FrozenTeachersMixin, FeatureMatchingMixin, TeacherSi
     gradient_weighter : None, AdaptiveWeighter, str or callable, default=None
         Per-input teacher weights of the gradient term; None: the distillation term's (measured best: a
         student that matches one mixture of logits and another of gradients learns neither well).
-    feature_matching : float, default=0.0
-        Weight :math:`\\mu \\ge 0` of the feature term (beyond the paper): at each of ``feature_layers`` the
-        student's features, mapped by one learned adapter per teacher (a 1x1 convolution, or a linear map for
-        vectors), are pulled towards that teacher's features on the same clean inputs,
+    feature_matching : float, default=10.0
+        Weight :math:`\\mu \\ge 0` of the feature term (beyond the paper; **0 is the paper's loss**): at each
+        of ``feature_layers`` the student's features, mapped by one learned adapter per teacher (a 1x1
+        convolution, or a linear map for vectors), are pulled towards that teacher's features on the same clean
+        inputs,
         :func:`robustkd.losses.feature_matching_loss` with the distillation term's per-input weights, summed over
         the layers. The adapters train with the student and serve only the loss; the teachers run on every batch
         (their features are not cached). The batch's mean error per layer is recorded as ``feature_err``.
@@ -154,7 +163,7 @@ class MultiTeacherDistiller(FrozenTeachersMixin, FeatureMatchingMixin, TeacherSi
     gradient_matching = 0.0   # for distillers pickled before the gradient term existed
 
     def __init__(self, teachers, module=None, *, weighter="auto", temperature=4.0, alpha=0.9,
-                 kd="mixture", gradient_matching=2.0, gradient_weighter=None, feature_matching=0.0,
+                 kd="mixture", gradient_matching=2.0, gradient_weighter=None, feature_matching=10.0,
                  feature_layers="auto", cache_teacher_outputs=True, student_inputs="clean",
                  attack="pgd", eps=0.1,
                  clip_min=0.0, clip_max=1.0, random_state=None, criterion=torch.nn.CrossEntropyLoss,

@@ -2,6 +2,7 @@
 teacher and layer, pulled towards each frozen teacher's features on the same clean inputs."""
 import contextlib
 import numbers
+import warnings
 
 import numpy as np
 import torch
@@ -19,15 +20,12 @@ def feature_layers_of(student, feature_layers="auto"):
     """The names (as in ``student.named_modules()``) of the layers whose outputs are matched.
 
     ``"auto"``: every 2-d pooling layer of the student (for :class:`~robustkd.SmallCNN`, the outputs of its two
-    conv blocks, ``features.2`` and ``features.5``); otherwise a list of names, each checked against the student.
+    conv blocks, ``features.2`` and ``features.5``; possibly none); otherwise a non-empty list of names, each
+    checked against the student.
     """
     names = dict(student.named_modules())
     if isinstance(feature_layers, str) and feature_layers == "auto":
-        found = [n for n, m in names.items() if isinstance(m, POOLING)]
-        if not found:
-            raise ValueError("feature_layers='auto' found no pooling layer in the student; pass "
-                             f"feature_layers=[...] (layers: {[n for n in names if n][:20]}) or feature_matching=0")
-        return found
+        return [n for n, m in names.items() if isinstance(m, POOLING)]
     if isinstance(feature_layers, str) or not feature_layers or \
             not all(isinstance(n, str) for n in feature_layers):
         raise ValueError(f"feature_layers must be 'auto' or a non-empty list of layer names; got "
@@ -89,6 +87,7 @@ class FeatureMatchingMixin:
 
     def _reset_feature_adapters(self):
         self.feature_adapters_ = nn.ModuleDict()   # built from the first training inputs (partial_fit)
+        self.feature_layers_ = None
 
     def _probe(self, X):
         X = as_array(X)
@@ -106,7 +105,7 @@ class FeatureMatchingMixin:
         optimizer rebuilt to include them, before any callback sees it."""
         if not self.initialized_:
             self.initialize()
-        if self.feature_matching and not len(getattr(self, "feature_adapters_", None) or ()):
+        if self.feature_matching and getattr(self, "feature_layers_", None) is None:
             self._check_feature_matching()
             self.check_data(X, y)
             self._build_feature_adapters(self._probe(X))
@@ -114,12 +113,18 @@ class FeatureMatchingMixin:
         return super().partial_fit(X, y, classes=classes, **fit_params)
 
     def _build_feature_adapters(self, x):
-        layers = feature_layers_of(self.module_, self.feature_layers)
+        """Adapters for ``feature_layers``. Explicit layers must exist in the student and every teacher with the
+        same spatial shape; ``"auto"`` keeps the pooling layers that do, and warns about the others (with none
+        left, the fit goes on without the feature term)."""
+        auto = isinstance(self.feature_layers, str) and self.feature_layers == "auto"
+        layers, dropped = feature_layers_of(self.module_, self.feature_layers), {}
         for k, teacher in enumerate(self.teachers_):
             missing = [n for n in layers if n not in dict(teacher.named_modules())]
-            if missing:
+            if missing and not auto:
                 raise ValueError(f"feature_layers names {missing}, which are not layers of teacher {k}: feature "
                                  "matching needs teachers with the student's layer names")
+            dropped.update((n, f"not a layer of teacher {k}") for n in missing)
+        layers = [n for n in layers if n not in dropped]
         was_training = self.module_.training
         with torch.no_grad(), captured(self.module_.eval(), layers, {}) as student:
             self.module_(x)
@@ -132,16 +137,26 @@ class FeatureMatchingMixin:
         adapters = nn.ModuleDict()
         with self.seeded_rng(2):
             for name in layers:
-                adapters[name.replace(".", "/")] = nn.ModuleList(
-                    _adapter(student[name], t[name], name, k) for k, t in enumerate(teachers))
+                try:
+                    adapters[name.replace(".", "/")] = nn.ModuleList(
+                        _adapter(student[name], t[name], name, k) for k, t in enumerate(teachers))
+                except ValueError as exc:
+                    if not auto:
+                        raise
+                    dropped[name] = str(exc).partition(": ")[2]
         self.feature_adapters_ = adapters.to(self.device)
-        self.feature_layers_ = layers
+        self.feature_layers_ = [n for n in layers if n not in dropped]
+        if dropped or not self.feature_layers_:
+            warnings.warn(f"feature_layers='auto' matches {self.feature_layers_ or 'no layer'}"
+                          f"{' (feature matching is off)' if not self.feature_layers_ else ''}; left out: "
+                          f"{dropped or 'the student has no pooling layer'}. Pass feature_layers=[...] or "
+                          "feature_matching=0", UserWarning, stacklevel=3)
 
     @contextlib.contextmanager
     def _capturing_features(self):
         """Within the block (one training or validation step), the student's first forward pass, on the clean
         inputs, records its features at ``feature_layers_``."""
-        if not self.feature_matching or not len(getattr(self, "feature_adapters_", None) or ()):
+        if not self.feature_matching or not getattr(self, "feature_layers_", None):
             yield
             return
         store = {}

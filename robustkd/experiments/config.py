@@ -13,6 +13,8 @@ __all__ = ["ExperimentConfig", "PROTOCOLS", "teacher_spec"]
 
 #: The weight of the gradient-matching students' input-gradient term (MultiTeacherDistiller's default).
 GRADIENT_MATCHING = 2.0
+#: The weight of the default student's feature term (MultiTeacherDistiller's default).
+FEATURE_MATCHING = 10.0
 
 
 def teacher_spec(entry):
@@ -103,6 +105,8 @@ class ExperimentConfig:
     gradient_matching : float, default=2.0
         Weight of the input-gradient term of the ``*_gm`` students (the distiller's default); 0 leaves
         those students out.
+    feature_matching : float, default=10.0
+        Weight of the feature term of ``mtkd_default`` (the distiller's default); the other students have none.
     temperature : float, default=4.0
         Distillation temperature.
     alpha : float, default=0.9
@@ -154,6 +158,7 @@ class ExperimentConfig:
     scheme: str = _field("confidence", "weighting scheme of the adaptive student", choices=lambda: list(SCHEMES))
     gradient_matching: float = _field(GRADIENT_MATCHING, "weight of the input-gradient term of the *_gm students "
                                                          "(0: leave them out)")
+    feature_matching: float = _field(FEATURE_MATCHING, "weight of the feature term of the mtkd_default student")
     temperature: float = _field(4.0, "distillation temperature")
     alpha: float = _field(0.9, "share of the distillation term")
     adversarial_student: bool = _field(True, "also train the ARD-style student")
@@ -212,6 +217,8 @@ class ExperimentConfig:
             raise ValueError(f"{label('lr')} must be finite and > 0; got {self.lr}")
         if not 0 <= self.gradient_matching < float("inf"):
             raise ValueError(f"{label('gradient_matching')} must be finite and >= 0; got {self.gradient_matching}")
+        if not 0 <= self.feature_matching < float("inf"):
+            raise ValueError(f"{label('feature_matching')} must be finite and >= 0; got {self.feature_matching}")
         if not self.temperature > 0:
             raise ValueError(f"{label('temperature')} must be > 0; got {self.temperature}")
         if not 0 <= self.alpha <= 1:

@@ -171,7 +171,7 @@ def reproduce(cfg, progress=None):
 
     def students(suffix, **extra):
         """Single-teacher, uniform and adaptive students; ``extra`` holds the gradient term (in their keys)."""
-        term = {"gradient_matching": 0.0, **extra}
+        term = {"gradient_matching": 0.0, "feature_matching": 0.0, **extra}
         for label, teacher in zip(labels, pool.teachers_):
             name = f"kd_{label}{suffix}"
             fit(name, lambda t=teacher, n=name: distiller(n, [t], weighter="uniform", **term),
@@ -184,12 +184,14 @@ def reproduce(cfg, progress=None):
     if gm:
         students("_gm", gradient_matching=gm)      # the same with input-gradient matching
         if len(labels) > 1:                        # robustkd's default recipe (weighter="auto")
-            fit("mtkd_default", lambda: distiller("mtkd_default", pool, gradient_matching=gm), **kd_key,
-                gradient_matching=gm, recipe="default")
+            fm = {"feature_matching": cfg.feature_matching} if cfg.feature_matching else {}   # at 0: the old key
+            fit("mtkd_default", lambda: distiller("mtkd_default", pool, gradient_matching=gm,
+                                                  feature_matching=cfg.feature_matching), **kd_key,
+                gradient_matching=gm, recipe="default", **fm)
     if cfg.adversarial_student:
         fit("mtkd_adversarial", lambda: distiller("mtkd_adversarial", pool, weighter=cfg.scheme, gradient_matching=0.0,
-                                                  student_inputs="adversarial", attack=cfg.student_attack,
-                                                  eps=cfg.train_eps),
+                                                  feature_matching=0.0, student_inputs="adversarial",
+                                                  attack=cfg.student_attack, eps=cfg.train_eps),
             **kd_key, scheme=cfg.scheme, adversarial=cfg.student_attack)
 
     results = []
