@@ -7,9 +7,9 @@ METHOD_LEGEND = (
     "standard: no defence | teacher_<a>: adversarially trained against attack <a> | kd_<a>: student of "
     "teacher_<a> alone, clean data | mtkd_uniform: student of all teachers, equal weights, clean data | "
     "mtkd_adaptive: MTKD-AR student, per-input weights ({scheme}), clean data (the paper's setting) | *_gm: the "
-    "same with input-gradient matching | mtkd_default: robustkd's default (robust-precision weights and "
-    "input-gradient matching), clean data | mtkd_adversarial: ARD-style student trained on its own adversarial "
-    "examples")
+    "same with input-gradient matching | mtkd_default: robustkd's default (robust-precision weights, "
+    "input-gradient and feature matching), clean data | mtkd_adversarial: ARD-style student trained on its own "
+    "adversarial examples")
 
 def attack_lines(attacks, n_test):
     """One line per attack saying what it is, with its steps (from the attack registry)."""
