@@ -255,7 +255,6 @@ def feature_matching_loss(adapted, targets, weights, eps=1e-8):
         t = t.detach()
         errors.append((a - t).pow(2).flatten(1).sum(1) / t.pow(2).flatten(1).sum(1).clamp_min(eps))
     errors = torch.stack(errors, 1)
-    weights = weights.to(errors).expand_as(errors) if weights.dim() == 1 else weights.to(errors)
-    if weights.shape != errors.shape:
+    if tuple(weights.shape) not in (tuple(errors.shape), tuple(errors.shape[1:])):
         raise ValueError(f"weights must have shape (n, K)={tuple(errors.shape)} or (K,); got {tuple(weights.shape)}")
-    return (weights * errors).sum(1).mean()
+    return (weights.to(errors).expand_as(errors) * errors).sum(1).mean()

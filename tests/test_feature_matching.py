@@ -107,6 +107,14 @@ def test_feature_matching_brings_the_students_features_to_the_teachers(teacher_p
             net.infer(x)
             return float(net.feature_matching_term(x, w))
     assert term(d) < 0.6 * term(untrained)
+    # no hook is left on the student or the teachers after fitting
+    assert not any(m._forward_hooks for m in list(d.module_.modules()) + list(d.teachers_.modules()))
+    # the term trains the student itself, not only the adapters
+    d.module_.train()
+    with d._capturing_features():
+        d.infer(x)
+        d.feature_matching_term(x, w).backward()
+    assert d.module_.features[0].weight.grad.abs().sum() > 0
 
 
 def test_an_adversarial_student_matches_features_of_its_clean_inputs(teacher_pool, digits):
@@ -145,6 +153,11 @@ def test_fitted_students_persist_refit_alike_and_keep_their_adapters_on_partial_
     d.partial_fit(X_train[:200], y_train[:200])
     assert d.feature_adapters_ is adapters
     assert {id(p) for p in adapters.parameters()} <= {id(p) for g in d.optimizer_.param_groups for p in g["params"]}
+    d.set_params(feature_layers=["features.2"]).partial_fit(X_train[:200], y_train[:200])   # new layers: rebuilt
+    assert d.feature_layers_ == ["features.2"] and list(d.feature_adapters_) == ["features/2"]
+    in_optimizer = {id(p) for g in d.optimizer_.param_groups for p in g["params"]}
+    assert {id(p) for p in d.feature_adapters_.parameters()} <= in_optimizer
+    assert not {id(p) for p in adapters.parameters()} & in_optimizer
 
 
 @pytest.mark.parametrize("params, message", [

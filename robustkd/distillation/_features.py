@@ -38,12 +38,14 @@ def feature_layers_of(student, feature_layers="auto"):
 
 
 @contextlib.contextmanager
-def captured(module, layers, store):
+def captured(module, layers, store, copy=False):
     """Within the block, the output of ``module``'s layer ``name`` in its first forward pass is kept as
-    ``store[name]`` (later passes in the block, e.g. an attack's on the student, do not overwrite it)."""
+    ``store[name]`` (later passes in the block, e.g. an attack's on the student, do not overwrite it); ``copy``
+    keeps a copy (for targets computed without gradients, which a later in-place operation could change)."""
     def keep(name):
         def hook(module, inputs, output):
-            store.setdefault(name, output)   # returns None: the layer's output is left as it is
+            if name not in store and torch.is_tensor(output):
+                store[name] = output.clone() if copy else output   # returns None: the output is left as it is
         return hook
 
     named = dict(module.named_modules())
@@ -102,10 +104,12 @@ class FeatureMatchingMixin:
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         """skorch's ``partial_fit``; with ``feature_matching > 0`` the adapters are built first (after the
         data checks, from one forward pass of the student and each teacher on two training inputs) and the
-        optimizer rebuilt to include them, before any callback sees it."""
+        optimizer rebuilt to include them, before any callback sees it (again when ``feature_layers`` was changed
+        since: the adapters and the optimizer's state start afresh)."""
         if not self.initialized_:
             self.initialize()
-        if self.feature_matching and getattr(self, "feature_layers_", None) is None:
+        stale = getattr(self, "feature_layers_built_for_", None) != self.feature_layers   # set_params since
+        if self.feature_matching and (getattr(self, "feature_layers_", None) is None or stale):
             self._check_feature_matching()
             self.check_data(X, y)
             self._build_feature_adapters(self._probe(X))
@@ -126,17 +130,20 @@ class FeatureMatchingMixin:
             dropped.update((n, f"not a layer of teacher {k}") for n in missing)
         layers = [n for n in layers if n not in dropped]
         was_training = self.module_.training
-        with torch.no_grad(), captured(self.module_.eval(), layers, {}) as student:
-            self.module_(x)
-            teachers = []
-            for teacher in self.teachers_:
-                with captured(teacher, layers, {}) as store:
-                    teacher(x)
-                teachers.append(dict(store))
-        self.module_.train(was_training)
+        try:
+            with torch.no_grad(), captured(self.module_.eval(), layers, {}) as student:
+                self.module_(x)
+                teachers = [self._teacher_features(teacher, x, layers) for teacher in self.teachers_]
+        finally:
+            self.module_.train(was_training)
+        for k, outputs in [("the student", student)] + [(f"teacher {k}", t) for k, t in enumerate(teachers)]:
+            silent = [n for n in layers if n not in outputs and n not in dropped]
+            if silent and not auto:
+                raise ValueError(f"feature_layers names {silent}, which give no tensor in a forward pass of {k}")
+            dropped.update((n, f"no tensor output in {k}") for n in silent)
         adapters = nn.ModuleDict()
         with self.seeded_rng(2):
-            for name in layers:
+            for name in [n for n in layers if n not in dropped]:
                 try:
                     adapters[name.replace(".", "/")] = nn.ModuleList(
                         _adapter(student[name], t[name], name, k) for k, t in enumerate(teachers))
@@ -146,11 +153,18 @@ class FeatureMatchingMixin:
                     dropped[name] = str(exc).partition(": ")[2]
         self.feature_adapters_ = adapters.to(self.device)
         self.feature_layers_ = [n for n in layers if n not in dropped]
+        self.feature_layers_built_for_ = self.feature_layers
         if dropped or not self.feature_layers_:
             warnings.warn(f"feature_layers='auto' matches {self.feature_layers_ or 'no layer'}"
                           f"{' (feature matching is off)' if not self.feature_layers_ else ''}; left out: "
                           f"{dropped or 'the student has no pooling layer'}. Pass feature_layers=[...] or "
                           "feature_matching=0", UserWarning, stacklevel=3)
+
+    @staticmethod
+    def _teacher_features(teacher, x, layers):
+        with captured(teacher, layers, {}, copy=True) as store:
+            teacher(x)
+        return dict(store)
 
     @contextlib.contextmanager
     def _capturing_features(self):
@@ -194,11 +208,7 @@ class FeatureMatchingMixin:
         x = torch.as_tensor(X["X"] if isinstance(X, dict) else X, device=self.device).detach()
         layers = self.feature_layers_
         with torch.no_grad():
-            targets = []
-            for teacher in self.teachers_:
-                with captured(teacher, layers, {}) as store:
-                    teacher(x)
-                targets.append(dict(store))
+            targets = [self._teacher_features(teacher, x, layers) for teacher in self.teachers_]
         term = sum(feature_matching_loss([adapter(features[name]) for adapter in
                                           self.feature_adapters_[name.replace(".", "/")]],
                                          [t[name] for t in targets], weights) for name in layers)
