@@ -169,6 +169,12 @@ def encode_labels(y, n_samples, n_outputs, classes=None):
     return torch.from_numpy(y_arr)
 
 
+def check_nonnegative(value, name):
+    """Raise a ValueError naming ``name`` unless ``value`` is a finite real number >= 0 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < float("inf"):
+        raise ValueError(f"{name} must be a finite number >= 0; got {name}={value!r}")
+
+
 def check_positive_int(value, name):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive integer; got {name}={value!r}")

@@ -7,7 +7,7 @@ from sklearn.base import clone
 from skorch import NeuralNetClassifier
 
 from .._base import SeededNetMixin, net_defaults
-from .._validation import as_array
+from .._validation import as_array, check_nonnegative
 from ..callbacks import TeacherWeights
 from ..losses import _KD, distillation_loss
 from ..training import AdversarialTrainingMixin
@@ -206,10 +206,8 @@ class MultiTeacherDistiller(FrozenTeachersMixin, FeatureMatchingMixin, TeacherSi
             raise ValueError(f"alpha must be a number in [0, 1]; got alpha={self.alpha!r}")
         if self.kd not in _KD:
             raise ValueError(f"kd must be one of {sorted(_KD)}; got kd={self.kd!r}")
-        gm = self.gradient_matching
-        if isinstance(gm, bool) or not isinstance(gm, numbers.Real) or not 0 <= gm < float("inf"):
-            raise ValueError(f"gradient_matching must be a finite number >= 0; got gradient_matching={gm!r}")
-        self._check_feature_matching()
+        check_nonnegative(self.gradient_matching, "gradient_matching")
+        check_nonnegative(self.feature_matching, "feature_matching")
         if self.student_inputs != "clean":
             self.check_training_attack("an adversarial student")
         super().check_training_readiness()

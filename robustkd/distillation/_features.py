@@ -1,14 +1,13 @@
 """Feature matching (beyond the paper): the student's intermediate features, through one learned 1x1 adapter per
 teacher and layer, pulled towards each frozen teacher's features on the same clean inputs."""
 import contextlib
-import numbers
 import warnings
 
 import numpy as np
 import torch
 from torch import nn
 
-from .._validation import as_array
+from .._validation import as_array, check_nonnegative
 from ..losses import feature_matching_loss
 
 __all__ = ["FeatureMatchingMixin", "feature_layers_of"]
@@ -82,11 +81,6 @@ class FeatureMatchingMixin:
 
     feature_matching, feature_layers = 0.0, "auto"   # for distillers pickled before feature matching existed
 
-    def _check_feature_matching(self):
-        mu = self.feature_matching
-        if isinstance(mu, bool) or not isinstance(mu, numbers.Real) or not 0 <= mu < float("inf"):
-            raise ValueError(f"feature_matching must be a finite number >= 0; got feature_matching={mu!r}")
-
     def _reset_feature_adapters(self):
         self.feature_adapters_ = nn.ModuleDict()   # built from the first training inputs (partial_fit)
         self.feature_layers_ = None
@@ -110,7 +104,7 @@ class FeatureMatchingMixin:
             self.initialize()
         stale = getattr(self, "feature_layers_built_for_", None) != self.feature_layers   # set_params since
         if self.feature_matching and (getattr(self, "feature_layers_", None) is None or stale):
-            self._check_feature_matching()
+            check_nonnegative(self.feature_matching, "feature_matching")
             self.check_data(X, y)
             self._build_feature_adapters(self._probe(X))
             self.initialize_optimizer()

@@ -13,6 +13,7 @@ from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
 
 from .._base import SeededNetMixin, net_defaults
+from .._validation import check_nonnegative
 from ..losses import OBJECTIVES, trades_loss
 from ._adversarial import AdversarialTrainingMixin
 
@@ -133,9 +134,7 @@ class AdversarialTeacher(SeededNetMixin, AdversarialTrainingMixin, NeuralNetClas
             if self.attack is None:
                 raise ValueError("objective='trades' needs a training attack; got attack=None (use attack='auto', "
                                  "TRADES's 'pgd_kl')")
-            if isinstance(self.beta, bool) or not isinstance(self.beta, numbers.Real) or not 0 <= self.beta < float(
-                    "inf"):
-                raise ValueError(f"beta must be a finite number >= 0; got beta={self.beta!r}")
+            check_nonnegative(self.beta, "beta")
             if self.adv_ratio != 1:
                 raise ValueError(f"adv_ratio must be 1 with objective='trades' (every sample is used clean and "
                                  f"adversarial); got adv_ratio={self.adv_ratio!r}")
