@@ -14,12 +14,15 @@ the protocol held out from the teachers for their robust model selection. Config
 ``teachers`` (indices into the pool), ``lr``, ``epochs`` (default ``--epochs``), ``sched`` (``onecycle`` or
 ``constant``), ``seed``,
 ``default: 1`` for the library's default weighter, ``mu`` (``feature_matching``) and ``layers``
-(``feature_layers``, default ``"auto"``), and ``penalty`` (a control, not a library feature: adds
+(``feature_layers``, default ``"auto"``), ``alpha`` and ``T`` (the distillation term's weight and temperature,
+0.9 and 4 by default), and ``penalty`` (a control, not a library feature: adds
 ``penalty * eps * mean_i ||grad_x CE(s(x_i), y_i)||_1``, the first-order term of the student's L-inf robust
 loss (Simon-Gabriel et al., ICML 2019), i.e. input-gradient regularisation that needs no teacher; with ``lam``
 ~0 it is the only gradient term). One JSON line per config: clean accuracy, PGD-10 accuracy, APGD (APGD-CE then
 APGD-T, the cheaper part of AutoAttack) on the first ``--apgd-n-valid`` held-out images, fit seconds, and the
 mean cosine of the last epoch's gradient term. ``--score-teachers 0,3`` first scores those teachers alike.
+``--n-train 0`` trains on all 59,000 training images the teachers trained on (the full-size protocol's student
+data); ``--device cuda`` runs it all on a GPU.
 """
 import argparse
 import json
@@ -57,7 +60,9 @@ def main():
     parser.add_argument("--teachers", required=True, nargs="+",
                         help="files (globs) of saved TeacherPools or single teachers, in this order")
     parser.add_argument("--data-home", default="../shared/data")
-    parser.add_argument("--n-train", type=int, default=10000)
+    parser.add_argument("--n-train", type=int, default=10000, help="training images (0: all the teachers' 59,000)")
+    parser.add_argument("--verbose", type=int, default=0, help="skorch's per-epoch table (1) or none (0)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:<index> or auto")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--configs", required=True, help="a JSON list of configs")
     parser.add_argument("--apgd-n-valid", type=int, default=500, help="held-out images under APGD (0: none)")
@@ -66,15 +71,15 @@ def main():
     X, _, y, _ = load_split("fashion-mnist", args.data_home, False, 0, None, None)
     pool = load_teachers(args.teachers)   # every file's teachers, in order
     train, valid = next(StratifiedShuffleSplit(test_size=1000, random_state=0).split(X, y))  # the protocol's
-    subset = np.random.RandomState(0).choice(train, args.n_train, replace=False)
+    subset = np.random.RandomState(0).choice(train, args.n_train, replace=False) if args.n_train else train
     Xv, yv = X[valid], y[valid]
 
     def scores(model):
         out = dict(clean=float(np.mean(model.predict(Xv) == yv)),
-                   pgd=robust_score(model, Xv, yv, "pgd", eps=0.1, random_state=0))
+                   pgd=robust_score(model, Xv, yv, "pgd", eps=0.1, random_state=0, device=args.device))
         if args.apgd_n_valid:
             n = args.apgd_n_valid
-            out["apgd"] = robust_score(model, Xv[:n], yv[:n], "apgd", eps=0.1, random_state=0)
+            out["apgd"] = robust_score(model, Xv[:n], yv[:n], "apgd", eps=0.1, random_state=0, device=args.device)
         return out
 
     for i in [int(i) for i in args.score_teachers.split(",") if i]:
@@ -87,8 +92,8 @@ def main():
         student = PenalisedDistiller(
             teachers, module=SmallCNN, module__input_shape=(1, 28, 28), gradient_matching=c["lam"],
             feature_matching=c.get("mu", 0.0), feature_layers=c.get("layers", "auto"),
-            lr=c.get("lr", 4e-3),
-            max_epochs=c.get("epochs", args.epochs), batch_size=64, train_split=None, verbose=0,
+            lr=c.get("lr", 4e-3), alpha=c.get("alpha", 0.9), temperature=c.get("T", 4.0), device=args.device,
+            max_epochs=c.get("epochs", args.epochs), batch_size=64, train_split=None, verbose=args.verbose,
             random_state=c.get("seed", 0),
             callbacks=[OneCycleLR()] if c.get("sched", "onecycle") == "onecycle" else [], **weights)
         student.penalty = c.get("penalty", 0.0)

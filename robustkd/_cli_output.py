@@ -7,9 +7,15 @@ METHOD_LEGEND = (
     "standard: no defence | teacher_<a>: adversarially trained against attack <a> | kd_<a>: student of "
     "teacher_<a> alone, clean data | mtkd_uniform: student of all teachers, equal weights, clean data | "
     "mtkd_adaptive: MTKD-AR student, per-input weights ({scheme}), clean data (the paper's setting) | *_gm: the "
-    "same with input-gradient matching | mtkd_default: robustkd's default (robust-precision weights, "
-    "input-gradient and feature matching), clean data | mtkd_adversarial: ARD-style student trained on its own "
-    "adversarial examples")
+    "same with input-gradient matching | mtkd_default: robustkd's default (robust-precision weights{terms}), "
+    "clean data | mtkd_adversarial: ARD-style student trained on its own adversarial examples")
+
+
+def method_legend(config):
+    """The methods' legend for a run's ``config``: ``mtkd_default``'s terms as that run trained them."""
+    terms = [name for key, name in (("gradient_matching", "input-gradient matching"),
+                                    ("feature_matching", "feature matching")) if config.get(key)]
+    return METHOD_LEGEND.format(scheme=config["scheme"], terms="".join(", " + t for t in terms))
 
 def attack_lines(attacks, n_test):
     """One line per attack saying what it is, with its steps (from the attack registry)."""
@@ -53,7 +59,7 @@ def format_results(summary):
     cell = {(r["method"], r["attack"], r["eps"]): r["accuracy"] for r in rows}
     width = max(len(m) for m in methods + ["method"])
     lines = attack_lines(attacks, summary["split"]["n_test"])
-    lines.append("Methods: " + METHOD_LEGEND.format(scheme=summary["config"]["scheme"]))
+    lines.append("Methods: " + method_legend(summary["config"]))
     n_of = {r["attack"]: r["n_samples"] for r in rows}
     for attack in attacks:
         subset = n_of[attack] != summary["split"]["n_test"]

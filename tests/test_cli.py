@@ -235,6 +235,21 @@ def test_reproduce_prints_titles_and_a_legend(tmp_path, capsys):
     assert {line.split()[0] for line in epochs} >= {"standard", "teacher_fgsm", "teacher_pgd", "kd_pgd"}
 
 
+def test_the_legend_names_the_default_students_terms_as_the_run_trained_them():
+    from robustkd._cli_output import method_legend
+
+    def default_entry(**config):
+        legend = method_legend({"scheme": "confidence", **config})
+        return legend.split("mtkd_default: ")[1].split(" | ")[0]
+
+    assert default_entry(gradient_matching=2.0, feature_matching=10.0) == (
+        "robustkd's default (robust-precision weights, input-gradient matching, feature matching), clean data")
+    assert default_entry(gradient_matching=2.0, feature_matching=0.0) == (
+        "robustkd's default (robust-precision weights, input-gradient matching), clean data")
+    # a results.json written before the feature term existed has no such key: its student had no such term
+    assert default_entry(gradient_matching=0.0) == "robustkd's default (robust-precision weights), clean data"
+
+
 def test_ctrl_c_stops_reproduce_and_a_rerun_matches_an_uninterrupted_run(tmp_path):
     import signal
     import subprocess
