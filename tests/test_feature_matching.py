@@ -92,6 +92,27 @@ def test_the_term_is_the_loss_of_the_students_adapted_features_against_each_teac
     assert d.feature_matching_term(x, torch.full((16, 3), 1 / 3)) is None     # outside a step: nothing recorded
 
 
+def test_the_validation_loss_carries_the_term_too(teacher_pool, digits):
+    from skorch.dataset import ValidSplit
+
+    X_train, _, y_train, _ = digits
+    d = _distiller(teacher_pool, feature_matching=3.0, gradient_matching=0.0, weighter="uniform", max_epochs=1,
+                   train_split=ValidSplit(4, stratified=True)).fit(X_train[:200], y_train[:200])
+    assert np.isfinite(d.history[-1, "valid_loss"])
+    x, y = torch.as_tensor(X_train[200:232]), torch.as_tensor(y_train[200:232])
+    d.module_.eval()
+    with torch.no_grad():
+        plain = float(d.get_loss(d.infer(x), y, X=x))      # outside a step: no feature term
+    student = _features(d.module_, x, d.feature_layers_)
+    teachers = [_features(t, x, d.feature_layers_) for t in d.teachers_]
+    with torch.no_grad():
+        term = sum(feature_matching_loss([a(student[n]) for a in d.feature_adapters_[n.replace(".", "/")]],
+                                         [t[n] for t in teachers], torch.full((32, 3), 1 / 3))
+                   for n in d.feature_layers_)
+    assert float(term) > 0
+    assert float(d.validation_step((x, y))["loss"]) == pytest.approx(plain + 3.0 * float(term), rel=1e-4)
+
+
 def test_feature_matching_brings_the_students_features_to_the_teachers(teacher_pool, digits):
     X_train, X_test, y_train, _ = digits
     d = _distiller(teacher_pool, feature_matching=10.0, max_epochs=8).fit(X_train, y_train)
