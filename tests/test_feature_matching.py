@@ -210,3 +210,31 @@ def test_auto_layers_warn_and_fall_back_where_explicit_layers_are_refused(teache
     np.testing.assert_allclose(auto.predict_proba(X_test), off.predict_proba(X_test), atol=1e-6)
     with pytest.raises(ValueError, match=r"feature_layers names \['1'\], which are not layers of teacher 0"):
         _distiller(teacher_pool, module=flat(), feature_matching=1, feature_layers=["1"]).fit(X, y)
+
+
+def test_a_layer_that_gives_no_tensor_is_left_out_by_auto_and_refused_by_name(teacher_pool, digits):
+    X_train, _, y_train, _ = digits
+    X, y = X_train[:128], y_train[:128]
+
+    class FirstBlockOnly(nn.Module):
+        """The SmallCNN's layer names, but its second conv block (ending at ``features.5``) is never run."""
+
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.features = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                          nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(32 * 4 * 4, 10))
+
+        def forward(self, x):
+            return self.head(self.features[:3](x))
+
+    with pytest.warns(UserWarning, match=r"matches \['features.2'\]; left out: \{'features.5': 'no tensor output "
+                                         r"in the student'\}"):
+        auto = _distiller(teacher_pool, module=FirstBlockOnly(), feature_matching=1, max_epochs=1).fit(X, y)
+    assert auto.feature_layers_ == ["features.2"] and list(auto.feature_adapters_) == ["features/2"]
+    assert "feature_err" in auto.history[-1]["batches"][0]
+    with pytest.raises(ValueError, match=r"feature_layers names \['features.5'\], which give no tensor in a "
+                                         "forward pass of the student"):
+        _distiller(teacher_pool, module=FirstBlockOnly(), feature_matching=1,
+                   feature_layers=["features.2", "features.5"]).fit(X, y)
