@@ -13,7 +13,7 @@ here on the same images.
 Trains, on all 60,000 training images with the protocol's settings (10 epochs, one-cycle LR peaking at 0.004,
 batch 64, T = 4, alpha = 0.9) and the *same* teachers for every row, one student per recipe and seed:
 
-* ``paper``: MTKD-AR as published, clean data, adaptive (confidence) weights, no gradient term
+* ``paper``: MTKD-AR as published, clean data, adaptive (confidence) weights, no gradient or feature term
   (``MultiTeacherDistiller(teachers, gradient_matching=0, feature_matching=0, weighter="confidence")``);
 * ``default``: robustkd's default recipe (``MultiTeacherDistiller(teachers)``);
 * any further ``--recipe name=param:value,...`` given (its parameters override the settings above, e.g.

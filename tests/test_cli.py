@@ -247,7 +247,10 @@ def test_the_legend_names_the_default_students_terms_as_the_run_trained_them():
     assert default_entry(gradient_matching=2.0, feature_matching=0.0) == (
         "robustkd's default (robust-precision weights, input-gradient matching), clean data")
     # a results.json written before the feature term existed has no such key: its student had no such term
-    assert default_entry(gradient_matching=0.0) == "robustkd's default (robust-precision weights), clean data"
+    assert default_entry(gradient_matching=2.0) == (
+        "robustkd's default (robust-precision weights, input-gradient matching), clean data")
+    assert default_entry(gradient_matching=0.0, feature_matching=0.0) == (
+        "robustkd's default (robust-precision weights), clean data")
 
 
 def test_ctrl_c_stops_reproduce_and_a_rerun_matches_an_uninterrupted_run(tmp_path):
