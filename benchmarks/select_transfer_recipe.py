@@ -18,7 +18,13 @@ the protocol held out from the teachers for their robust model selection. Config
 0.9 and 4 by default), and ``penalty`` (a control, not a library feature: adds
 ``penalty * eps * mean_i ||grad_x CE(s(x_i), y_i)||_1``, the first-order term of the student's L-inf robust
 loss (Simon-Gabriel et al., ICML 2019), i.e. input-gradient regularisation that needs no teacher; with ``lam``
-~0 it is the only gradient term). One JSON line per config: clean accuracy, PGD-10 accuracy, APGD (APGD-CE then
+~0 it is the only gradient term); ``ema`` (a list of decays: the same fit also tracks a
+:class:`~robustkd.callbacks.WeightAveraging` average per decay, and each average is scored beside the trained
+weights, as ``ema_<decay>``: a paired comparison on one training run); ``features: "uniform"`` (the feature
+term weighs every teacher alike, whatever the logits' weights; a benchmark variant, not a library option);
+``flip: 1`` (the student also trains on every training image mirrored left to right: clean images, twice as
+many; the teachers' outputs on them are cached like the others').
+One JSON line per config: clean accuracy, PGD-10 accuracy, APGD (APGD-CE then
 APGD-T, the cheaper part of AutoAttack) on the first ``--apgd-n-valid`` held-out images, fit seconds, and the
 mean cosine of the last epoch's gradient term. ``--score-teachers 0,3`` first scores those teachers alike.
 ``--n-train 0`` trains on all 59,000 training images the teachers trained on (the full-size protocol's student
@@ -29,11 +35,12 @@ import json
 import time
 
 import numpy as np
+import torch
 from sklearn.model_selection import StratifiedShuffleSplit
 
 from _common import load_teachers
 from robustkd import MultiTeacherDistiller, SmallCNN, robust_score
-from robustkd.callbacks import OneCycleLR
+from robustkd.callbacks import OneCycleLR, WeightAveraging
 from robustkd.datasets import load_split
 
 
@@ -41,7 +48,7 @@ class PenalisedDistiller(MultiTeacherDistiller):
     """The distiller plus the control term ``penalty * eps * mean_i ||grad_x CE_i||_1`` in training, on the
     student's input gradient that the gradient term has just computed (kept from ``_student_gradients``)."""
 
-    penalty, penalty_eps = 0.0, 0.1
+    penalty, penalty_eps, uniform_features = 0.0, 0.1, False
 
     def _student_gradients(self, y_pred, x, y, training):
         self._student_grad = super()._student_gradients(y_pred, x, y, training)
@@ -53,6 +60,18 @@ class PenalisedDistiller(MultiTeacherDistiller):
             l1 = self._student_grad.flatten(1).abs().sum(1).mean()
             term = term + self.penalty / self.gradient_matching * self.penalty_eps * l1
         return term
+
+    def feature_matching_term(self, X, weights, training=False):
+        if self.uniform_features:   # every teacher's features alike, whatever the logits' weights
+            weights = torch.full_like(weights, 1.0 / weights.shape[1])
+        return super().feature_matching_term(X, weights, training)
+
+
+class TrackedAverage(WeightAveraging):
+    """A weight average that is only tracked: the net keeps its trained weights after ``fit``."""
+
+    def on_train_end(self, net, **kwargs):
+        pass
 
 
 def main():
@@ -95,13 +114,24 @@ def main():
             lr=c.get("lr", 4e-3), alpha=c.get("alpha", 0.9), temperature=c.get("T", 4.0), device=args.device,
             max_epochs=c.get("epochs", args.epochs), batch_size=64, train_split=None, verbose=args.verbose,
             random_state=c.get("seed", 0),
-            callbacks=[OneCycleLR()] if c.get("sched", "onecycle") == "onecycle" else [], **weights)
+            callbacks=([OneCycleLR()] if c.get("sched", "onecycle") == "onecycle" else [])
+            + [(f"ema_{d}", TrackedAverage(decay=d)) for d in c.get("ema", [])], **weights)
         student.penalty = c.get("penalty", 0.0)
-        student.fit(X[subset], y[subset])
+        student.uniform_features = c.get("features", "weighted") == "uniform"
+        X_fit, y_fit = X[subset], y[subset]
+        if c.get("flip"):
+            X_fit, y_fit = np.concatenate([X_fit, X_fit[..., ::-1]]), np.concatenate([y_fit, y_fit])
+        student.fit(X_fit, y_fit)
         fit = time.perf_counter() - start
         cos = [b["grad_cos"] for b in student.history[-1]["batches"] if "grad_cos" in b]
-        print(json.dumps(dict(c, **scores(student), fit_s=round(fit, 1),
-                              cos=round(float(np.mean(cos)), 3) if cos else None)), flush=True)
+        row = dict(c, **scores(student), fit_s=round(fit, 1), cos=round(float(np.mean(cos)), 3) if cos else None)
+        trained = {k: v.clone() for k, v in student.module_.state_dict().items()}
+        for name, cb in student.callbacks_:
+            if isinstance(cb, TrackedAverage):
+                student.module_.load_state_dict(cb.average_)
+                row[name] = scores(student)
+        student.module_.load_state_dict(trained)
+        print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

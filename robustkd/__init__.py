@@ -16,6 +16,7 @@ _EXPORTS = {
     "RobustAccuracy": "callbacks",
     "RobustEarlyStopping": "callbacks",
     "OneCycleLR": "callbacks",
+    "WeightAveraging": "callbacks",
     "EpochLog": "callbacks",
     "MultiTeacherDistiller": "distiller",
     "AdaptiveWeighter": "weighting",

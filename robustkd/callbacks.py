@@ -9,10 +9,11 @@ from skorch.callbacks import Callback
 
 from .attacks import available_attacks, check_eps
 from .exceptions import RobustKDWarning
+from .training._averaging import WeightAveraging
 from .training._schedule import OneCycleLR
 from .evaluation.robust import robust_score
 
-__all__ = ["RobustAccuracy", "RobustEarlyStopping", "OneCycleLR", "EpochLog", "TeacherWeights"]
+__all__ = ["RobustAccuracy", "RobustEarlyStopping", "OneCycleLR", "WeightAveraging", "EpochLog", "TeacherWeights"]
 
 progress_logger = logging.getLogger("robustkd.progress")
 
