@@ -15,6 +15,7 @@ EXAMPLES = {
                                                        attack_params={"nb_iter": 2}),
     "RobustEarlyStopping": lambda: callbacks.RobustEarlyStopping(max_samples=16, attack_params={"nb_iter": 2}),
     "OneCycleLR": lambda: callbacks.OneCycleLR(max_lr=0.002),
+    "WeightAveraging": lambda: callbacks.WeightAveraging(decay=0.99),
     "EpochLog": lambda: callbacks.EpochLog("teacher_{attack}"),
     "TeacherWeights": lambda: callbacks.TeacherWeights(),
 }

@@ -251,6 +251,10 @@ def test_the_legend_names_the_default_students_terms_as_the_run_trained_them():
         "robustkd's default (robust-precision weights, input-gradient matching), clean data")
     assert default_entry(gradient_matching=0.0, feature_matching=0.0) == (
         "robustkd's default (robust-precision weights), clean data")
+    # the weights its weighter="auto" chose, as recorded in results.json since it depends on the feature term
+    legend = method_legend({"scheme": "confidence", "gradient_matching": 2.0, "feature_matching": 10.0}, "uniform")
+    assert legend.split("mtkd_default: ")[1].split(" | ")[0] == (
+        "robustkd's default (equal weights, input-gradient matching, feature matching), clean data")
 
 
 def test_ctrl_c_stops_reproduce_and_a_rerun_matches_an_uninterrupted_run(tmp_path):

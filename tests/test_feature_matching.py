@@ -204,9 +204,9 @@ def test_auto_layers_warn_and_fall_back_where_explicit_layers_are_refused(teache
         return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
     with pytest.warns(UserWarning, match="feature_layers='auto' matches no layer .feature matching is off.; left "
                                          "out: the student has no pooling layer"):
-        auto = _distiller(teacher_pool, module=flat(), feature_matching=1).fit(X, y)
+        auto = _distiller(teacher_pool, module=flat(), feature_matching=1, weighter="uniform").fit(X, y)
     assert auto.feature_layers_ == [] and "feature_err" not in auto.history[-1]["batches"][0]
-    off = _distiller(teacher_pool, module=flat(), feature_matching=0).fit(X, y)
+    off = _distiller(teacher_pool, module=flat(), feature_matching=0, weighter="uniform").fit(X, y)  # same weights
     np.testing.assert_allclose(auto.predict_proba(X_test), off.predict_proba(X_test), atol=1e-6)
     with pytest.raises(ValueError, match=r"feature_layers names \['1'\], which are not layers of teacher 0"):
         _distiller(teacher_pool, module=flat(), feature_matching=1, feature_layers=["1"]).fit(X, y)

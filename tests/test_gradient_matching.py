@@ -211,18 +211,24 @@ def test_robust_precision_needs_teachers_with_a_threat_model(teacher_pool, stand
         _distiller(teacher_pool, weighter="robust_precision", weighter__eps_scale=0).fit(X_train[:64], y_train[:64])
 
 
-def test_auto_weighter_is_robust_precision_for_several_adversarial_teachers_only(teacher_pool, standard_net, digits):
+def test_auto_weighter_is_uniform_with_the_feature_term_else_robust_precision_for_adversarial_teachers(
+        teacher_pool, standard_net, digits):
     X_train, _, y_train, _ = digits
     X, y = X_train[:200], y_train[:200]
-    d = _distiller(teacher_pool, max_epochs=1).fit(X, y)
-    w = d.weighter_
-    assert (w.scheme, w.tau, w.eps_scale) == ("robust_precision", 0.1, 2.0) and d.gradient_weighter_ is None
-    assert _distiller(teacher_pool, weighter__scheme="confidence", max_epochs=1).fit(X, y).weighter_.tau == 1.0, \
+    d = _distiller(teacher_pool, max_epochs=1).fit(X, y)   # the default: with the feature term
+    assert d.weighter_.scheme == "uniform" and d.gradient_weighter_ is None
+    assert np.allclose(d.mean_teacher_weights()[-1], 1 / 3)
+    plain = dict(feature_matching=0.0, max_epochs=1)
+    w = _distiller(teacher_pool, **plain).fit(X, y).weighter_
+    assert (w.scheme, w.tau, w.eps_scale) == ("robust_precision", 0.1, 2.0)
+    assert _distiller(teacher_pool, weighter__scheme="confidence", **plain).fit(X, y).weighter_.tau == 1.0, \
         "a scheme asked for keeps its own defaults"
+    assert _distiller(teacher_pool, weighter__scheme="confidence", max_epochs=1).fit(X, y).weighter_.scheme == \
+        "confidence", "a scheme asked for wins over the feature term's uniform"
     modules = _distiller([t.module_ for t in teacher_pool.teachers_], module=type(standard_net.module_),
-                         module__input_shape=(1, 8, 8), max_epochs=1).fit(X, y)
+                         module__input_shape=(1, 8, 8), **plain).fit(X, y)
     assert modules.weighter_.scheme == "confidence", "plain modules have no threat model: MTKD-AR's weights"
-    assert _distiller([teacher_pool.teachers_[0]], max_epochs=1).fit(X, y).weighter_.scheme == "confidence"
+    assert _distiller([teacher_pool.teachers_[0]], **plain).fit(X, y).weighter_.scheme == "confidence"
 
 
 def test_the_gradient_term_can_have_its_own_weighter(teacher_pool, digits):

@@ -97,7 +97,7 @@ def reproduce(cfg, progress=None):
     from skorch.dataset import ValidSplit
 
     from ..callbacks import EpochLog, OneCycleLR, RobustEarlyStopping
-    from ..distillation import MultiTeacherDistiller, teacher_diagnostics
+    from ..distillation import MultiTeacherDistiller, auto_weighting, teacher_diagnostics
     from ..evaluation import robustness_report
     from ..models import SmallCNN
     from ..training import AdversarialTeacher, TeacherPool
@@ -185,6 +185,8 @@ def reproduce(cfg, progress=None):
         students("_gm", gradient_matching=gm)      # the same with input-gradient matching
         if len(labels) > 1:                        # robustkd's default recipe (weighter="auto")
             fm = {"feature_matching": cfg.feature_matching} if cfg.feature_matching else {}   # at 0: the old key
+            if auto_weighting(pool.teachers_, cfg.feature_matching)["scheme"] == "uniform":
+                fm["weights"] = "uniform"          # models saved when "auto" was robust_precision do not match
             fit("mtkd_default", lambda: distiller("mtkd_default", pool, gradient_matching=gm,
                                                   feature_matching=cfg.feature_matching), **kd_key,
                 gradient_matching=gm, recipe="default", **fm)
@@ -223,6 +225,7 @@ def reproduce(cfg, progress=None):
         "results": results,
         "teacher_weights": weights,
         "teacher_names": labels,
+        "default_weights": models["mtkd_default"].weighter_.scheme if "mtkd_default" in models else None,
         "union": union_members(cfg),
         "diagnostics": diagnostics,
         "timings": timings,
