@@ -20,8 +20,8 @@ class WeightAveraging(Callback):
     scores during training (skorch's ``valid_loss``, :class:`~robustkd.callbacks.RobustAccuracy`) are those of
     the trained weights, not of the average. Only ``module_`` is averaged: modules that serve only the loss
     (a distiller's ``feature_adapters_``) are not. Another callback that sets the weights when training ends
-(:class:`~robustkd.callbacks.RobustEarlyStopping` with ``restore_best``) conflicts with this one: pass
-``restore_best=False`` to keep the average.
+    (:class:`~robustkd.callbacks.RobustEarlyStopping` with ``restore_best``) conflicts with this one: pass
+    ``restore_best=False`` to keep the average.
 
     Averaging the weights along the last stretch of training (Polyak averaging; Izmailov et al., 2018; used by
     Gowal et al., 2020 for adversarially robust models) often generalises better than the last iterate.
