@@ -75,8 +75,8 @@ class MultiTeacherDistiller(FrozenTeachersMixin, FeatureMatchingMixin, TeacherSi
     weighter : "auto", AdaptiveWeighter class or instance, str or callable, default="auto"
         Per-sample teacher weights; a string is a scheme name. ``"auto"``: ``uniform`` with the feature term
         (``feature_matching > 0``, the default: with it, equal weights beat robust precision on full-size
-        held-out images, two seeds); without it, ``robust_precision`` (tau 0.1, each teacher attacked at twice its training
-        eps) when there are several teachers and all are :class:`~robustkd.AdversarialTeacher`s, else
+        held-out images, two seeds); without it, ``robust_precision`` (tau 0.1, each teacher attacked at twice
+        its training eps) when there are several teachers and all are :class:`~robustkd.AdversarialTeacher`s, else
         ``confidence`` (MTKD-AR's); see :func:`robustkd.distillation.auto_weighting`. Set the scheme with
         ``weighter__scheme=...`` (and search over it with ``GridSearchCV``). **The paper's plain MTKD-AR is
         ``weighter="confidence", gradient_matching=0, feature_matching=0``.**
