@@ -16,12 +16,12 @@ import time
 import torch
 from skorch import NeuralNetClassifier
 
-from robustkd import SmallCNN, load_fashion_mnist, robust_score
-from robustkd._compat import import_advertorch_attacks
+from robustkd import SmallCNN, load_fashion_mnist, robust_score  # importing robustkd lets advertorch import
+from advertorch.attacks import LinfPGDAttack  # noqa: E402
 
 
 def bare_loop(module, X, y, eps, batch_size):
-    attack = import_advertorch_attacks().LinfPGDAttack(
+    attack = LinfPGDAttack(
         module, eps=eps, nb_iter=10, eps_iter=2.5 * eps / 10, rand_init=True, clip_min=0.0, clip_max=1.0)
     module.eval()
     correct = 0

@@ -4,6 +4,7 @@ import sys
 import warnings
 
 sys.path.insert(0, os.path.abspath(".."))
+sys.path.insert(0, os.path.abspath("_ext"))  # local extensions: cli_reference, results_table
 import robustkd  # noqa: E402
 
 project = "robustkd"
@@ -21,6 +22,8 @@ extensions = [
     "sphinx.ext.viewcode",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
+    "cli_reference",  # _ext/cli_reference.py: the command-line page, from robustkd.cli.build_parser()
+    "results_table",  # _ext/results_table.py: result tables from a run's results.json
 ]
 
 autosummary_generate = True

@@ -3,38 +3,37 @@
 Implements MTKD-AR (Munir, Ullah and Zaidi, 2025, arXiv:2507.20996) behind a
 scikit-learn estimator API built on skorch, with robust scoring over advertorch attacks.
 
-The public names are imported on first use (PEP 562), so ``import robustkd`` and the
-command line's ``--help`` do not pay for importing torch.
+Each public name has one home, a subpackage or module (:mod:`robustkd.training`, :mod:`robustkd.distillation`,
+:mod:`robustkd.evaluation`, ...), and the names a user calls are also here, imported on first use (PEP 562), so
+``import robustkd`` and the command line's ``--help`` do not pay for importing torch.
 """
 import importlib
 
 __version__ = "0.1.0.dev0"
 
 _EXPORTS = {
-    "AdversarialTeacher": "teachers",
-    "TeacherPool": "teachers",
+    "AdversarialTeacher": "training",
+    "TeacherPool": "training",
+    "MultiTeacherDistiller": "distillation",
+    "AdaptiveWeighter": "weighting",
+    "register_scheme": "weighting",
     "RobustAccuracy": "callbacks",
     "RobustEarlyStopping": "callbacks",
-    "OneCycleLR": "callbacks",
     "WeightAveraging": "callbacks",
-    "EpochLog": "callbacks",
-    "MultiTeacherDistiller": "distiller",
-    "AdaptiveWeighter": "weighting",
+    "SmallCNN": "models",
+    "robust_score": "evaluation",
+    "robust_mask": "evaluation",
+    "make_robust_scorer": "evaluation",
+    "robustness_report": "evaluation",
+    "plot_robustness_curves": "evaluation",
     "available_attacks": "attacks",
     "get_attack": "attacks",
     "register_attack": "attacks",
-    "register_scheme": "weighting",
-    "register_dataset": "datasets",
     "load_digits_images": "datasets",
-    "load_fashion_mnist": "datasets",
     "load_mnist": "datasets",
+    "load_fashion_mnist": "datasets",
     "load_split": "datasets",
-    "SmallCNN": "models",
-    "make_robust_scorer": "scoring",
-    "plot_robustness_curves": "scoring",
-    "robust_mask": "scoring",
-    "robust_score": "scoring",
-    "robustness_report": "scoring",
+    "register_dataset": "datasets",
 }
 
 __all__ = list(_EXPORTS) + ["__version__"]

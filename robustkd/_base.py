@@ -5,7 +5,8 @@ import numpy as np
 import torch
 
 from . import _rng
-from ._validation import as_array, check_device, check_images, encode_labels, is_index_labels, not_fitted_error
+from ._validation import (as_array, check_device, check_images, check_params, encode_labels, is_index_labels,
+                          not_fitted_error)
 from ._interrupts import is_ctrl_c, watch_sigint
 from ._layout import channels_last, channels_last_training
 from ._rng import check_seed, derive_seed
@@ -39,6 +40,14 @@ class SeededNetMixin:
       integer class indices (e.g. strings) are encoded through ``classes_`` and ``predict``
       returns them.
     """
+
+    #: ``{parameter: [allowed, ...]}`` (see :func:`robustkd._validation.check_params`), checked before training.
+    _parameter_constraints = {}
+
+    def check_training_readiness(self):
+        """Check the parameters against ``_parameter_constraints``, then skorch's readiness checks."""
+        check_params(self, self._parameter_constraints)
+        super().check_training_readiness()
 
     # ------------------------------------------------------------------ RNG
     @contextlib.contextmanager

@@ -7,19 +7,16 @@ METHOD_LEGEND = (
     "standard: no defence | teacher_<a>: adversarially trained against attack <a> | kd_<a>: student of "
     "teacher_<a> alone, clean data | mtkd_uniform: student of all teachers, equal weights, clean data | "
     "mtkd_adaptive: MTKD-AR student, per-input weights ({scheme}), clean data (the paper's setting) | *_gm: the "
-    "same with input-gradient matching | mtkd_default: robustkd's default ({weights}{terms}), "
+    "same with input-gradient matching | mtkd_default: robustkd's default (equal weights{terms}), "
     "clean data | mtkd_adversarial: ARD-style student trained on its own adversarial examples")
 
 
-def method_legend(config, default_weights="robust_precision"):
-    """The methods' legend for a run's ``config``: ``mtkd_default``'s weights (the scheme that run's
-    ``weighter="auto"`` chose; results written before it was recorded had ``robust_precision``) and terms as
-    that run trained them."""
+def method_legend(config):
+    """The methods' legend for a run's ``config``, naming ``mtkd_default``'s terms as that run trained them."""
     terms = [name for key, name in (("gradient_matching", "input-gradient matching"),
                                     ("feature_matching", "feature matching")) if config.get(key)]
-    weights = {"uniform": "equal weights", "robust_precision": "robust-precision weights"}.get(
-        default_weights, f"{default_weights} weights")
-    return METHOD_LEGEND.format(scheme=config["scheme"], weights=weights, terms="".join(", " + t for t in terms))
+    return METHOD_LEGEND.format(scheme=config["scheme"], terms="".join(", " + t for t in terms))
+
 
 def attack_lines(attacks, n_test):
     """One line per attack saying what it is, with its steps (from the attack registry)."""
@@ -63,7 +60,7 @@ def format_results(summary):
     cell = {(r["method"], r["attack"], r["eps"]): r["accuracy"] for r in rows}
     width = max(len(m) for m in methods + ["method"])
     lines = attack_lines(attacks, summary["split"]["n_test"])
-    lines.append("Methods: " + method_legend(summary["config"], summary.get("default_weights", "robust_precision")))
+    lines.append("Methods: " + method_legend(summary["config"]))
     n_of = {r["attack"]: r["n_samples"] for r in rows}
     for attack in attacks:
         subset = n_of[attack] != summary["split"]["n_test"]

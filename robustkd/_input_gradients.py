@@ -1,4 +1,4 @@
-"""Input-gradient distillation terms (issue 15), pure functions on tensors; exported by :mod:`robustkd.losses`.
+"""Input-gradient distillation terms, pure functions on tensors; exported by :mod:`robustkd.losses`.
 
 A robust model's input gradients are aligned with what it thinks is important in the image (Chan et al.,
 "What it thinks is important is important: robustness transfers through input gradients", CVPR 2020;

@@ -1,4 +1,5 @@
-"""The only validation helpers: resolving user models, checking inputs, labels and devices."""
+"""The only validation helpers: hyper-parameters against their declared constraints, user models, inputs,
+labels and devices."""
 import numbers
 
 import numpy as np
@@ -7,7 +8,7 @@ from sklearn.pipeline import Pipeline
 from skorch.exceptions import NotInitializedError
 from torch import nn
 
-__all__ = ["resolve_model", "check_images", "encode_labels", "module_device", "as_array", "check_device",
+__all__ = ["Interval", "Options", "check_params", "check_value", "check_nonnegative", "check_positive_int", "resolve_model", "check_images", "encode_labels", "module_device", "as_array", "check_device",
            "is_index_labels", "model_classes", "not_fitted_error"]
 
 DEVICES = "'cpu', 'cuda', 'cuda:<index>', 'mps' or 'auto'"
@@ -171,11 +172,111 @@ def encode_labels(y, n_samples, n_outputs, classes=None):
 
 def check_nonnegative(value, name):
     """Raise a ValueError naming ``name`` unless ``value`` is a finite real number >= 0 (not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < float("inf"):
-        raise ValueError(f"{name} must be a finite number >= 0; got {name}={value!r}")
+    return check_value(value, name, [NONNEGATIVE])
 
 
 def check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {name}={value!r}")
-    return int(value)
+    """Return ``value`` as an int after checking it is an integer >= 1 (not a bool)."""
+    return int(check_value(value, name, [POSITIVE_INT]))
+
+
+class Interval:
+    """A constraint: a real number (or, with ``integer=True``, an integer; never a bool) between ``low`` and
+    ``high`` (None: unbounded), each end included or not as ``closed`` says; always finite."""
+
+    def __init__(self, low=None, high=None, closed="both", integer=False):
+        if closed not in ("both", "left", "right", "neither"):
+            raise ValueError(f"closed must be one of ['both', 'left', 'right', 'neither']; got closed={closed!r}")
+        self.low, self.high, self.closed, self.integer = low, high, closed, integer
+
+    def accepts(self, value):
+        value = value.item() if isinstance(value, np.generic) else value
+        kind = numbers.Integral if self.integer else numbers.Real
+        if isinstance(value, bool) or not isinstance(value, kind) or not abs(value) < float("inf"):
+            return False
+        left = self.low is None or (value >= self.low if self.closed in ("both", "left") else value > self.low)
+        right = self.high is None or (value <= self.high if self.closed in ("both", "right") else value < self.high)
+        return left and right
+
+    def __str__(self):
+        kind = "an integer" if self.integer else "a finite number"
+        if self.low is not None and self.high is not None:
+            brackets = {"both": "[]", "left": "[)", "right": "(]", "neither": "()"}[self.closed]
+            return f"{kind} in {brackets[0]}{self.low:g}, {self.high:g}{brackets[1]}"
+        if self.low is not None:
+            return f"{kind} {'>=' if self.closed in ('both', 'left') else '>'} {self.low:g}"
+        if self.high is not None:
+            return f"{kind} {'<=' if self.closed in ('both', 'right') else '<'} {self.high:g}"
+        return kind
+
+
+class Options:
+    """A constraint: one of the given values (names, booleans)."""
+
+    def __init__(self, *values):
+        self.values = values
+
+    def accepts(self, value):
+        value = value.item() if isinstance(value, np.generic) else value   # numpy scalars from a grid
+        return any(value is v or (isinstance(value, type(v)) and isinstance(value, bool) == isinstance(v, bool)
+                                  and value == v) for v in self.values)
+
+    def __str__(self):
+        return "one of " + repr(list(self.values))
+
+
+def _accepts(constraint, value):
+    if constraint is None:
+        return value is None
+    if constraint is callable:
+        return callable(value) and not isinstance(value, str)
+    if isinstance(constraint, type):
+        value = value.item() if isinstance(value, np.generic) else value
+        return isinstance(value, constraint) and not (constraint is not bool and isinstance(value, bool))
+    return constraint.accepts(value)
+
+
+def _describe(constraint):
+    if constraint is None:
+        return "None"
+    if constraint is callable:
+        return "a callable"
+    if isinstance(constraint, type):
+        return {str: "a string", dict: "a dict", bool: "a bool", list: "a list", tuple: "a tuple",
+                type: "a class"}.get(constraint, f"an instance of {constraint.__name__}")
+    return str(constraint)
+
+
+def check_value(value, name, allowed):
+    """Return ``value`` if one of the ``allowed`` constraints accepts it, else raise a ValueError naming the
+    parameter ``name``, the value and what is allowed."""
+    if not any(_accepts(c, value) for c in allowed):
+        what = " or ".join(_describe(c) for c in allowed)
+        raise ValueError(f"{name} must be {what}; got {name}={value!r}")
+    return value
+
+
+def check_params(owner, constraints, prefix=""):
+    """Check every parameter named in ``constraints`` (``{name: [allowed, ...]}``) on ``owner``.
+
+    Each allowed entry is an :class:`Interval`, :class:`Options`, a type, ``callable`` or None. A value that
+    none accepts raises a ValueError naming the parameter (with ``prefix``, e.g. ``"weighter__"``), the value
+    and what is allowed. Estimators and callbacks declare their table as ``_parameter_constraints``.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> check_params(SimpleNamespace(alpha=2), {"alpha": [Interval(0, 1)]})
+    Traceback (most recent call last):
+        ...
+    ValueError: alpha must be a finite number in [0, 1]; got alpha=2
+    """
+    for name, allowed in constraints.items():
+        check_value(getattr(owner, name), prefix + name, allowed)
+
+
+#: Common constraints.
+NONNEGATIVE = Interval(0, closed="left")
+POSITIVE = Interval(0, closed="neither")
+UNIT = Interval(0, 1)
+POSITIVE_INT = Interval(1, integer=True)

@@ -1,24 +1,30 @@
-"""skorch callbacks that track robustness and progress while training."""
-import logging
-import time
+"""skorch callbacks of robust training: robustness on held-out data, model selection by it, the one-cycle
+learning rate of fast adversarial training, weight averaging, and the distiller's teacher weights."""
 import warnings
 
 import numpy as np
 import torch
 from skorch.callbacks import Callback
 
-from .attacks import available_attacks, check_eps
 from .exceptions import RobustKDWarning
-from .training._averaging import WeightAveraging
-from .training._schedule import OneCycleLR
-from .evaluation.robust import robust_score
+from .evaluation import robust_score
+from .threat_models import training_norm
+from ._validation import NONNEGATIVE, POSITIVE, POSITIVE_INT, UNIT, Interval, check_params
 
-__all__ = ["RobustAccuracy", "RobustEarlyStopping", "OneCycleLR", "WeightAveraging", "EpochLog", "TeacherWeights"]
-
-progress_logger = logging.getLogger("robustkd.progress")
+__all__ = ["RobustAccuracy", "RobustEarlyStopping", "OneCycleSchedule", "WeightAveraging", "TeacherWeights"]
 
 
-class RobustAccuracy(Callback):
+class _CheckedCallback(Callback):
+    """A callback whose parameters are checked against its ``_parameter_constraints`` when its net initialises."""
+
+    _parameter_constraints = {}
+
+    def initialize(self):
+        check_params(self, self._parameter_constraints)
+        return super().initialize()
+
+
+class RobustAccuracy(_CheckedCallback):
     """Record accuracy under attack on a held-out slice after every epoch.
 
     The score lands in the net's ``history`` under ``name`` (shown by skorch's
@@ -38,7 +44,7 @@ class RobustAccuracy(Callback):
     random_state : int, default=0
         Fixed, so epochs are compared on the same attack randomness.
     attack_params : dict, optional
-        Passed to :func:`robustkd.scoring.robust_score` (``nb_iter``, ``batch_size``, ...).
+        Passed to :func:`robustkd.robust_score` (``nb_iter``, ``batch_size``, ...).
         A plain parameter (not ``**kwargs``), so ``clone``, ``GridSearchCV`` and
         :class:`~robustkd.TeacherPool` can copy nets that carry this callback.
 
@@ -53,6 +59,8 @@ class RobustAccuracy(Callback):
     2
     """
 
+    _parameter_constraints = {"eps": [NONNEGATIVE], "name": [str], "attack_params": [None, dict]}
+
     def __init__(self, X, y, attack="pgd", eps=0.1, name="robust_acc", random_state=0, attack_params=None):
         self.X = X
         self.y = y
@@ -61,12 +69,6 @@ class RobustAccuracy(Callback):
         self.name = name
         self.random_state = random_state
         self.attack_params = attack_params
-
-    def initialize(self):
-        check_eps(self.eps)
-        if self.attack_params is not None and not isinstance(self.attack_params, dict):
-            raise TypeError(f"attack_params must be a dict or None; got attack_params={self.attack_params!r}")
-        return self
 
     def on_epoch_end(self, net, **kwargs):
         score = robust_score(net, self.X, self.y, self.attack, eps=self.eps, random_state=self.random_state,
@@ -84,14 +86,12 @@ def _arrays(dataset):
     return X, dataset.y
 
 
-def _training_norm(net):
-    """The norm of a net's training attack ("linf", "l2"), or None when it has none known to the registry."""
-    name = net.training_attack() if hasattr(net, "training_attack") else getattr(net, "attack", None)
-    spec = available_attacks().get(name) if isinstance(name, str) else None
-    return spec["norm"] if spec else None
+def _net_eps(net):
+    """The budget of a net's training attack (None without one)."""
+    return net.training_eps() if hasattr(net, "training_eps") else getattr(net, "eps", None)
 
 
-class RobustEarlyStopping(Callback):
+class RobustEarlyStopping(_CheckedCallback):
     """Model selection by robust accuracy on the validation split, and a guard against catastrophic overfitting.
 
     After every epoch it attacks (up to ``max_samples``) validation samples with ``attack`` and with
@@ -141,6 +141,10 @@ class RobustEarlyStopping(Callback):
     3
     """
 
+    _parameter_constraints = {"eps": [None, NONNEGATIVE], "max_samples": [POSITIVE_INT],
+                              "patience": [None, POSITIVE_INT], "collapse": [Interval(0, 1, closed="right")],
+                              "stop_on_collapse": [bool], "restore_best": [bool], "attack_params": [None, dict]}
+
     def __init__(self, attack="pgd", eps=None, max_samples=500, patience=None, collapse=0.2, stop_on_collapse=True,
                  restore_best=True, random_state=0, attack_params=None):
         self.attack = attack
@@ -154,12 +158,8 @@ class RobustEarlyStopping(Callback):
         self.attack_params = attack_params
 
     def on_train_begin(self, net, **kwargs):
-        if self.eps is None and getattr(net, "eps", None) is None:
+        if self.eps is None and _net_eps(net) is None:
             raise ValueError("RobustEarlyStopping needs eps: pass eps=... or use it on a net with an eps")
-        if self.eps is not None:
-            check_eps(self.eps)
-        if not 0 < self.collapse <= 1:
-            raise ValueError(f"collapse must be in (0, 1]; got collapse={self.collapse!r}")
         self.best_, self.best_fgsm_, self.best_epoch_, self.best_state_, self.misses_ = -1.0, 0.0, None, None, 0
 
     def on_epoch_end(self, net, dataset_valid=None, **kwargs):
@@ -168,8 +168,8 @@ class RobustEarlyStopping(Callback):
                              "skorch.dataset.ValidSplit(0.1) (data held out from training, never the test set)")
         X, y = _arrays(dataset_valid)
         X, y = X[:self.max_samples], np.asarray(y[:self.max_samples])
-        eps = self.eps if self.eps is not None else net.eps
-        l2 = self.eps is None and _training_norm(net) == "l2"   # eps is then an L2 radius
+        eps = self.eps if self.eps is not None else _net_eps(net)
+        l2 = self.eps is None and training_norm(net) == "l2"   # eps is then an L2 radius
         attack = "pgd_l2" if l2 and self.attack == "pgd" else self.attack
         robust = robust_score(net.module_, X, y, attack, eps=eps, random_state=self.random_state,
                               **(self.attack_params or {}))
@@ -199,55 +199,6 @@ class RobustEarlyStopping(Callback):
     def on_train_end(self, net, **kwargs):
         if self.restore_best and getattr(self, "best_state_", None) is not None:
             net.module_.load_state_dict(self.best_state_)
-
-
-class EpochLog(Callback):
-    """Log one line per finished epoch: model, epoch, training loss, seconds, and time left.
-
-    Records go to the ``robustkd.progress`` logger at INFO level, so nothing is printed
-    unless a handler is attached (``robustkd reproduce`` attaches one that writes above its
-    progress bar). The time left for the model is the mean measured epoch time times the
-    epochs still to run.
-
-    Parameters
-    ----------
-    name : str, default="model"
-        Label of the model in each line. ``{attack}`` is replaced by the net's training attack
-        attribute, so a :class:`~robustkd.TeacherPool` template can name each teacher.
-
-    Examples
-    --------
-    >>> import logging
-    >>> from robustkd import AdversarialTeacher, SmallCNN, load_digits_images
-    >>> from robustkd.callbacks import EpochLog
-    >>> X, y = load_digits_images()
-    >>> net = AdversarialTeacher(SmallCNN, module__input_shape=(1, 8, 8), attack=None, max_epochs=2,
-    ...                          train_split=None, verbose=0, callbacks=[EpochLog("standard")])
-    >>> net.fit(X[:100], y[:100]).history[-1, "epoch"]
-    2
-    """
-
-    def __init__(self, name="model"):
-        self.name = name
-
-    def on_train_begin(self, net, **kwargs):
-        self.start_epoch_ = len(net.history)
-
-    def on_epoch_begin(self, net, **kwargs):
-        self.epoch_start_ = time.perf_counter()
-
-    def on_epoch_end(self, net, **kwargs):
-        epoch = len(net.history)
-        seconds = time.perf_counter() - getattr(self, "epoch_start_", time.perf_counter())
-        durations = [row.get("dur", seconds) for row in net.history[self.start_epoch_:-1]] + [seconds]
-        left = max(net.max_epochs - epoch, 0) * sum(durations) / len(durations)
-        loss = net.history[-1].get("train_loss", float("nan"))
-        attack = net.training_attack() if callable(getattr(net, "training_attack", None)) else getattr(net, "attack", "")
-        label = self.name.replace("{attack}", str(attack))
-        progress_logger.info("%s epoch %d/%d loss %.4f %.1fs, about %s left for this model", label, epoch,
-                             net.max_epochs, loss, seconds, format_seconds(left),
-                             extra={"model": label, "epoch": epoch, "max_epochs": net.max_epochs,
-                                    "seconds": seconds, "left": left})
 
 
 class TeacherWeights(Callback):
@@ -287,11 +238,162 @@ class TeacherWeights(Callback):
         return "<TeacherWeights>"
 
 
-def format_seconds(seconds):
-    """``"1:02:03"``, ``"2:03"`` or ``"5s"`` for a duration in seconds."""
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}:{minutes:02d}:{secs:02d}"
-    return f"{minutes}:{secs:02d}" if minutes else f"{secs}s"
+class OneCycleSchedule(_CheckedCallback):
+    """A one-cycle learning rate, set before every training batch: up linearly, then down to the end.
+
+    The schedule of fast adversarial training (Wong, Rice and Kolter, 2020: from 0 to the peak at 2/5 of
+    training, back to 0 at the end; Smith's one-cycle policy). The learning rate at progress
+    ``t = (epoch + batch / batches_per_epoch) / max_epochs`` in [0, 1] is ``max_lr`` times
+    ``start + (1 - start) * t / pct_start`` before the peak and ``1 + (end - 1) * (t - pct_start) /
+    (1 - pct_start)`` after it. Progress is computed from the net's ``history`` and its ``max_epochs``, so a
+    fit that trains the remaining epochs of ``max_epochs`` (``partial_fit(X, y, epochs=k)``,
+    :func:`robustkd.persistence.fit_resumable`) continues the same schedule; ``batches_per_epoch`` is that
+    of the current training split. skorch's ``warm_start`` trains ``max_epochs`` *more* epochs, past the
+    cycle's end: those run at ``end * max_lr`` and a warning says so. The epoch's last rate is recorded in
+    ``history`` as ``lr``.
+
+    Parameters
+    ----------
+    max_lr : float, optional
+        The peak; default the net's ``lr``.
+    pct_start : float, default=0.4
+        Share of training spent going up, in (0, 1).
+    start : float, default=0.0
+        First rate, as a share of ``max_lr``, in [0, 1].
+    end : float, default=0.0
+        Last rate, as a share of ``max_lr``, in [0, 1].
+
+    Examples
+    --------
+    >>> from robustkd import AdversarialTeacher, SmallCNN, load_digits_images
+    >>> from robustkd.callbacks import OneCycleSchedule
+    >>> X, y = load_digits_images()
+    >>> net = AdversarialTeacher(SmallCNN, module__input_shape=(1, 8, 8), attack="fgsm_rs", max_epochs=5, lr=0.002,
+    ...                          train_split=None, verbose=0, callbacks=[OneCycleSchedule()])
+    >>> [round(lr, 4) for lr in net.fit(X[:256], y[:256]).history[:, "lr"]]  # 2 batches per epoch: t = 0.1, 0.3, ...
+    [0.0005, 0.0015, 0.0017, 0.001, 0.0003]
+    """
+
+    _parameter_constraints = {"max_lr": [None, POSITIVE], "pct_start": [Interval(0, 1, closed="neither")],
+                              "start": [UNIT], "end": [UNIT]}
+
+    def __init__(self, max_lr=None, pct_start=0.4, start=0.0, end=0.0):
+        self.max_lr = max_lr
+        self.pct_start = pct_start
+        self.start = start
+        self.end = end
+
+    def rate(self, t, max_lr):
+        """The learning rate at progress ``t`` in [0, 1] for a peak ``max_lr``."""
+        if t <= self.pct_start:
+            return max_lr * (self.start + (1 - self.start) * t / self.pct_start)
+        return max_lr * (1 + (self.end - 1) * (t - self.pct_start) / (1 - self.pct_start))
+
+    def on_epoch_begin(self, net, dataset_train=None, **kwargs):
+        batch_size = net.get_params_for("iterator_train").get("batch_size", net.batch_size)
+        self.batches_ = max(1, -(-len(dataset_train) // batch_size)) if dataset_train is not None else 1
+        self.epoch_, self.batch_ = len(net.history) - 1, 0
+        if self.epoch_ >= net.max_epochs:
+            warnings.warn(f"OneCycleSchedule: epoch {self.epoch_ + 1} is past the cycle of max_epochs={net.max_epochs} "
+                          f"epochs (warm_start trains max_epochs more); it runs at end * max_lr = "
+                          f"{self.end} * max_lr", RobustKDWarning, stacklevel=2)
+
+    def on_batch_begin(self, net, training=False, **kwargs):
+        if not training:
+            return
+        t = min(1.0, (self.epoch_ + self.batch_ / self.batches_) / net.max_epochs)
+        self.lr_ = self.rate(t, net.lr if self.max_lr is None else self.max_lr)
+        for group in net.optimizer_.param_groups:
+            group["lr"] = self.lr_
+        self.batch_ += 1
+
+    def on_epoch_end(self, net, **kwargs):
+        if hasattr(self, "lr_"):
+            net.history.record("lr", self.lr_)
+
+
+class WeightAveraging(_CheckedCallback):
+    """An exponential moving average of the module's weights, which the net holds after ``fit``.
+
+    After every training batch, each floating-point parameter and buffer ``a`` of ``net.module_`` is averaged
+    into ``a_avg <- d * a_avg + (1 - d) * a`` with ``d = min(decay, (1 + n) / (10 + n))`` after ``n`` earlier
+    updates (the short warm-up keeps the first, random weights from lingering); integer buffers are copied.
+    When training ends the averaged weights are loaded into the module (the net predicts and is saved with them)
+    and the trained ones are kept here, so that a fit that continues (``partial_fit``, ``warm_start``,
+    :func:`robustkd.persistence.fit_resumable`) starts again from the trained weights and the average goes on
+    exactly as if the fit had not stopped. A fit that re-initialises the net starts a new average. Validation
+    scores during training (skorch's ``valid_loss``, :class:`~robustkd.callbacks.RobustAccuracy`) are those of
+    the trained weights, not of the average. Only ``module_`` is averaged: modules that serve only the loss
+    (a distiller's ``feature_adapters_``) are not. Another callback that sets the weights when training ends
+    (:class:`~robustkd.callbacks.RobustEarlyStopping` with ``restore_best``) conflicts with this one: pass
+    ``restore_best=False`` to keep the average.
+
+    Averaging the weights along the last stretch of training (Polyak averaging; Izmailov et al., 2018; used by
+    Gowal et al., 2020 for adversarially robust models) often generalises better than the last iterate.
+
+    Parameters
+    ----------
+    decay : float, default=0.999
+        The average's decay ``d`` per batch, in (0, 1): it spans about ``1 / (1 - decay)`` batches.
+
+    Attributes
+    ----------
+    n_updates_ : int
+        Batches averaged so far.
+
+    Examples
+    --------
+    >>> from robustkd import AdversarialTeacher, SmallCNN, load_digits_images
+    >>> from robustkd.callbacks import WeightAveraging
+    >>> X, y = load_digits_images()
+    >>> net = AdversarialTeacher(SmallCNN, module__input_shape=(1, 8, 8), max_epochs=2, train_split=None,
+    ...                          verbose=0, callbacks=[WeightAveraging(decay=0.9)]).fit(X[:256], y[:256])
+    >>> dict(net.callbacks_)["WeightAveraging"].n_updates_   # 2 epochs of 2 batches
+    4
+    """
+
+    _parameter_constraints = {"decay": [Interval(0, 1, closed="neither")]}
+
+    def __init__(self, decay=0.999):
+        self.decay = decay
+
+    def initialize(self):
+        self.n_updates_, self.average_, self.trained_ = 0, None, None
+        return super().initialize()
+
+    def on_train_begin(self, net, **kwargs):
+        if self.trained_ is not None:   # a fit that continues: from the trained weights, not the average
+            _load(net.module_, self.trained_)
+            self.trained_ = None
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if not training:
+            return
+        state = _state(net.module_)
+        with torch.no_grad():
+            if self.average_ is None:
+                self.average_ = {k: v.detach().clone() for k, v in state.items()}
+            else:
+                d = min(self.decay, (1 + self.n_updates_) / (10 + self.n_updates_))
+                for k, v in state.items():
+                    if v.is_floating_point():
+                        self.average_[k].lerp_(v.detach(), 1 - d)
+                    else:
+                        self.average_[k].copy_(v)
+        self.n_updates_ += 1
+
+    def on_train_end(self, net, **kwargs):
+        if self.average_ is None:
+            return
+        self.trained_ = {k: v.detach().clone() for k, v in _state(net.module_).items()}
+        _load(net.module_, self.average_)
+
+
+def _state(module):
+    return dict(module.state_dict(keep_vars=True))
+
+
+def _load(module, values):
+    with torch.no_grad():
+        for k, v in _state(module).items():
+            v.copy_(values[k])

@@ -63,8 +63,8 @@ def cmd_evaluate(args):
     """Train a standard SmallCNN on the dataset and print its robustness report."""
     from .datasets import DATASETS, load_split
     from .models import SmallCNN
-    from .scoring import robustness_report
-    from .teachers import AdversarialTeacher
+    from .evaluation import robustness_report
+    from .training import AdversarialTeacher
 
     resolved = ExperimentConfig(dataset=args.dataset, epochs=args.epochs,
                                 eps=None if args.eps is None else tuple(args.eps)).resolved()

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from ._input_gradients import gradient_matching_loss, input_gradients  # noqa: F401  (exported here)
 
-__all__ = ["mixture_kd_loss", "weighted_sum_kd_loss", "distillation_loss", "adversarial_loss", "trades_loss",
+__all__ = ["KD_FORMS", "mixture_kd_loss", "weighted_sum_kd_loss", "distillation_loss", "adversarial_loss", "trades_loss",
            "OBJECTIVES", "input_gradients", "gradient_matching_loss", "feature_matching_loss"]
 
 
@@ -94,7 +94,8 @@ def weighted_sum_kd_loss(student_logits, teacher_logits, weights, temperature=4.
     return temperature ** 2 * (weights * per_teacher).sum(1).mean()
 
 
-_KD = {"mixture": mixture_kd_loss, "sum": weighted_sum_kd_loss}
+#: The forms of the distillation term, by the name ``kd=`` takes.
+KD_FORMS = {"mixture": mixture_kd_loss, "sum": weighted_sum_kd_loss}
 
 
 def distillation_loss(student_logits, y, teacher_logits, weights, temperature=4.0, alpha=0.9, kd="mixture", *,
@@ -138,8 +139,8 @@ def distillation_loss(student_logits, y, teacher_logits, weights, temperature=4.
     >>> float(distillation_loss(s, torch.tensor([0, 1]), t, w, alpha=1.0))  # student equals teachers
     0.0
     """
-    if kd not in _KD:
-        raise ValueError(f"kd must be one of {sorted(_KD)}; got kd={kd!r}")
+    if kd not in KD_FORMS:
+        raise ValueError(f"kd must be one of {sorted(KD_FORMS)}; got kd={kd!r}")
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must be in [0, 1]; got alpha={alpha!r}")
     criterion = F.cross_entropy if criterion is None else criterion
@@ -147,7 +148,7 @@ def distillation_loss(student_logits, y, teacher_logits, weights, temperature=4.
     if alpha > 0:
         students = kd_student_logits if kd_student_logits is not None else student_logits
         students = [students] if isinstance(students, torch.Tensor) else list(students)
-        kd_loss = sum(_KD[kd](s, teacher_logits, weights, temperature) for s in students) / len(students)
+        kd_loss = sum(KD_FORMS[kd](s, teacher_logits, weights, temperature) for s in students) / len(students)
         loss = loss + alpha * kd_loss
     return loss
 

@@ -28,19 +28,32 @@ A callable ``f(teacher_logits, y) -> (n, K) tensor`` may be given instead of a n
 its rows are checked and normalised to sum to 1. New named schemes are added with
 :func:`register_scheme` and then work everywhere a built-in one does.
 """
-import numbers
-
 import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator
 
+from ._validation import POSITIVE, POSITIVE_INT, Options, check_value
 from ._names import SCHEMES  # the built-in names, shared with the command line
 from ._scheme_registry import _SCHEMES, SchemeSpec, available_schemes, register_scheme
 
-__all__ = ["SCHEMES", "SchemeSpec", "register_scheme", "available_schemes", "teacher_weights", "AdaptiveWeighter"]
+__all__ = ["SCHEMES", "SchemeSpec", "register_scheme", "available_schemes", "teacher_weights", "true_class_log_prob", "AdaptiveWeighter"]
 
 
-def _true_class_log_prob(teacher_logits, y):
+def true_class_log_prob(teacher_logits, y):
+    """Each teacher's log-probability of the true class.
+
+    Parameters
+    ----------
+    teacher_logits : Tensor of shape (n, K, C)
+        The teachers' logits.
+    y : Tensor of shape (n,), int64
+        Class indices.
+
+    Returns
+    -------
+    Tensor of shape (n, K)
+        ``log softmax(teacher_logits)[i, k, y_i]``.
+    """
     log_p = F.log_softmax(teacher_logits, dim=2)
     return log_p.gather(2, y.view(-1, 1, 1).expand(-1, teacher_logits.shape[1], 1)).squeeze(2)
 
@@ -57,11 +70,11 @@ def _accuracy(z, y, tau):
 
 
 def _confidence(z, y, tau):
-    return F.softmax(_true_class_log_prob(z, y).exp() / tau, dim=1)
+    return F.softmax(true_class_log_prob(z, y).exp() / tau, dim=1)
 
 
 def _loss(z, y, tau):
-    return F.softmax(_true_class_log_prob(z, y) / tau, dim=1)
+    return F.softmax(true_class_log_prob(z, y) / tau, dim=1)
 
 
 def _entropy(z, y, tau):
@@ -73,7 +86,7 @@ def _camkd(z, y, tau):
     n, k = z.shape[:2]
     if k == 1:
         return torch.ones(n, 1, device=z.device)
-    return (1 - F.softmax(-_true_class_log_prob(z, y), dim=1)) / (k - 1)
+    return (1 - F.softmax(-true_class_log_prob(z, y), dim=1)) / (k - 1)
 
 
 for _name, _fn, _labels in (("uniform", _uniform, False), ("accuracy", _accuracy, True),
@@ -128,8 +141,7 @@ def teacher_weights(teacher_logits, y=None, scheme="confidence", tau=1.0):
     if not isinstance(teacher_logits, torch.Tensor) or teacher_logits.dim() != 3:
         raise ValueError("teacher_logits must be a tensor of shape (n_samples, n_teachers, n_classes); got "
                          f"{getattr(teacher_logits, 'shape', type(teacher_logits).__name__)}")
-    if isinstance(tau, bool) or not isinstance(tau, numbers.Real) or not tau > 0:
-        raise ValueError(f"tau must be a number > 0; got tau={tau!r}")
+    check_value(tau, "tau", [POSITIVE])
     n, k, _ = teacher_logits.shape
     with torch.no_grad():
         z = teacher_logits.detach().float()
@@ -192,8 +204,14 @@ class AdaptiveWeighter(BaseEstimator):
     (torch.Size([5, 3]), True)
     """
 
-    eps_scale, n_steps = 1.0, 5   # for weighters pickled before robust_precision existed
-    threat_models = "own"          # for weighters pickled before it existed
+
+    _parameter_constraints = {
+        "scheme": [str, callable],
+        "tau": [POSITIVE],
+        "eps_scale": [POSITIVE],
+        "n_steps": [POSITIVE_INT],
+        "threat_models": [Options("own", "union")],
+    }
 
     def __init__(self, scheme="confidence", tau=1.0, eps_scale=1.0, n_steps=5, threat_models="own"):
         self.scheme = scheme

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustkd import robustness_report
-from robustkd.checks import check_monotone
+from robustkd.evaluation.checks import check_monotone
 from robustkd.exceptions import GradientMaskingWarning, RobustKDWarning
 
 
@@ -69,7 +69,7 @@ def test_full_checks_catch_gradient_masking(standard_net, data):
 
 
 def test_a_saturated_cross_entropy_is_flagged_by_apgd_dlr(standard_net, data):
-    from robustkd.checks import check_dlr
+    from robustkd.evaluation.checks import check_dlr
 
     module = Wrapped(standard_net.module_, "huge_logits")
     X, y = torch.from_numpy(data[0]), torch.from_numpy(data[1])

@@ -54,7 +54,7 @@ def test_reproduce_writes_every_cell_and_reuses_saved_models(tmp_path, capsys):
 
     out = tmp_path / "out"
     assert main(TINY + ["--out", str(out)]) == 0
-    for name in ("results.json", "results.csv", "accuracy_vs_eps.png", "teacher_weights.png"):
+    for name in ("results.json", "results.csv", "tradeoff.png", "accuracy_vs_eps.png", "teacher_weights.png"):
         assert (out / name).stat().st_size > 0, name
     first = json.loads((out / "results.json").read_text())
     assert first["methods"] == METHODS and not any(first["reused"].values())
@@ -243,18 +243,10 @@ def test_the_legend_names_the_default_students_terms_as_the_run_trained_them():
         return legend.split("mtkd_default: ")[1].split(" | ")[0]
 
     assert default_entry(gradient_matching=2.0, feature_matching=10.0) == (
-        "robustkd's default (robust-precision weights, input-gradient matching, feature matching), clean data")
-    assert default_entry(gradient_matching=2.0, feature_matching=0.0) == (
-        "robustkd's default (robust-precision weights, input-gradient matching), clean data")
-    # a results.json written before the feature term existed has no such key: its student had no such term
-    assert default_entry(gradient_matching=2.0) == (
-        "robustkd's default (robust-precision weights, input-gradient matching), clean data")
-    assert default_entry(gradient_matching=0.0, feature_matching=0.0) == (
-        "robustkd's default (robust-precision weights), clean data")
-    # the weights its weighter="auto" chose, as recorded in results.json since it depends on the feature term
-    legend = method_legend({"scheme": "confidence", "gradient_matching": 2.0, "feature_matching": 10.0}, "uniform")
-    assert legend.split("mtkd_default: ")[1].split(" | ")[0] == (
         "robustkd's default (equal weights, input-gradient matching, feature matching), clean data")
+    assert default_entry(gradient_matching=2.0, feature_matching=0.0) == (
+        "robustkd's default (equal weights, input-gradient matching), clean data")
+    assert default_entry(gradient_matching=0.0, feature_matching=0.0) == "robustkd's default (equal weights), clean data"
 
 
 def test_ctrl_c_stops_reproduce_and_a_rerun_matches_an_uninterrupted_run(tmp_path):
@@ -362,3 +354,25 @@ def test_reproduce_with_a_mixed_norm_pool_scores_the_union_of_threat_models(tmp_
     assert union["mtkd_uniform"]["threat_model"] == "fgsm@0.2+pgd@0.2+apgd_l2@1"
     assert "union of the teachers' threat models: fgsm@0.2+pgd@0.2+apgd_l2@1" in printed
     assert "mean input-gradient cosine" in printed
+
+
+def test_the_tradeoff_figure_reads_autoattack_at_the_training_eps_and_draws_the_frontier():
+    from robustkd.experiments.plots import frontier, tradeoff_points
+
+    rows = [dict(method=m, attack=a, eps=e, accuracy=acc) for m, a, e, acc in [
+        ("standard", "clean", 0.0, 0.97), ("standard", "autoattack", 0.2, 0.01), ("standard", "autoattack", 0.1, 0.5),
+        ("teacher_pgd", "clean", 0.0, 0.93), ("teacher_pgd", "autoattack", 0.2, 0.30),
+        ("kd_pgd", "clean", 0.0, 0.92), ("kd_pgd", "autoattack", 0.2, 0.10),        # beaten on both counts
+        ("mtkd_adversarial", "clean", 0.0, 0.90), ("mtkd_adversarial", "autoattack", 0.2, 0.31)]]
+    summary = {"results": rows, "config": {"train_eps": 0.2}, "methods": ["standard", "teacher_pgd", "kd_pgd",
+                                                                           "mtkd_adversarial"],
+               "timings": {"standard": 2.0, "teacher_pgd": 9.0}}
+    points, attack = tradeoff_points(summary)
+    assert attack == "autoattack"
+    assert points == [("standard", "baseline", 0.97, 0.01, 2.0), ("teacher_pgd", "teachers", 0.93, 0.30, 9.0),
+                      ("kd_pgd", "single-teacher students", 0.92, 0.10, None),
+                      ("mtkd_adversarial", "adversarial-input student", 0.90, 0.31, None)]
+    assert [p[0] for p in frontier(points)] == ["standard", "teacher_pgd", "mtkd_adversarial"]
+    worst = [dict(r, attack="worst_case") if r["attack"] == "autoattack" else r for r in rows]
+    assert tradeoff_points(dict(summary, results=worst))[1] == "worst_case"
+

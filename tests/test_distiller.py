@@ -45,10 +45,17 @@ def test_default_student_is_a_fresh_copy_of_the_teachers_architecture(student, t
     assert not torch.equal(next(student.module_.parameters()), next(t0.parameters()))
 
 
-def test_history_records_mean_teacher_weights_per_epoch(student):
-    w = student.mean_teacher_weights()
-    assert w.shape == (15, 3) and np.allclose(w.sum(1), 1, atol=1e-5)
-    assert student.history[-1, "weight_t1"] == pytest.approx(w[-1, 1])
+def test_history_records_mean_teacher_weights_per_epoch(teacher_pool, digits):
+    X_train, _, y_train, _ = digits
+    # per-input weights that differ between teachers (uniform ones would sum to one whatever the code did)
+    d = make_distiller(teacher_pool.teachers_, weighter="confidence", weighter__tau=0.05, max_epochs=2,
+                       gradient_matching=0.0, feature_matching=0.0).fit(X_train[:256], y_train[:256])
+    w = d.mean_teacher_weights()
+    assert w.shape == (2, 3) and np.allclose(w.sum(1), 1, atol=1e-5)
+    assert w.std(1).min() > 1e-3, w                           # the teachers do get different weights
+    batches = d.history[-1, "batches"]
+    assert w[-1].tolist() == pytest.approx([np.mean([b[f"weight_t{k}"] for b in batches]) for k in range(3)])
+    assert d.history[-1, "weight_t1"] == pytest.approx(w[-1, 1])
 
 
 def test_predict_proba_returns_probabilities_not_logits(student, digits):
@@ -124,7 +131,7 @@ def test_clone_keeps_the_fitted_teachers(student):
     twin = clone(student)
     assert twin.teachers is student.teachers and not hasattr(twin, "module_")
     assert all(hasattr(t, "module_") for t in twin.teachers)
-    assert twin.get_params()["weighter"] == "auto" and twin.get_params()["gradient_matching"] == 2.0
+    assert twin.get_params()["weighter"] == "uniform" and twin.get_params()["gradient_matching"] == 2.0
 
 
 def test_grid_search_over_weighting_schemes_with_a_robust_scorer(teacher_pool, digits):
@@ -196,7 +203,8 @@ def test_adversarial_student_is_more_robust_than_clean_student(teacher_pool, dig
     X_train, X_test, y_train, y_test = digits
     kw = dict(max_epochs=4, gradient_matching=0.0, feature_matching=0.0)   # the student_inputs alone
     clean = make_distiller(teacher_pool, **kw).fit(X_train, y_train)
-    adv = make_distiller(teacher_pool, student_inputs=mode, eps=0.2, attack__nb_iter=5, **kw).fit(X_train, y_train)
+    adv = make_distiller(teacher_pool, student_inputs=mode, student_eps=0.2, student_attack__nb_iter=5,
+                         **kw).fit(X_train, y_train)
     assert (robust_score(adv, X_test, y_test, "pgd", eps=0.2, random_state=0)
             > robust_score(clean, X_test, y_test, "pgd", eps=0.2, random_state=0) + 0.05)
 
@@ -214,12 +222,13 @@ class FiveClass(nn.Module):
     (lambda pool: make_distiller([pool.teachers_[0], FiveClass()], module=SmallCNN, module__input_shape=(1, 8, 8)),
      ValueError, r"the teachers disagree on the number of classes: \[10, 5\]"),
     (lambda pool: make_distiller([pool.teachers_[0], FiveClass()]), ValueError, "do not share one architecture"),
-    (lambda pool: make_distiller(pool, temperature=0), ValueError, "temperature must be a number > 0"),
-    (lambda pool: make_distiller(pool, alpha=2), ValueError, r"alpha must be a number in \[0, 1\]; got alpha=2"),
+    (lambda pool: make_distiller(pool, temperature=0), ValueError, "temperature must be a finite number > 0; got temperature=0"),
+    (lambda pool: make_distiller(pool, alpha=2), ValueError, r"alpha must be a finite number in \[0, 1\]; got alpha=2"),
     (lambda pool: make_distiller(pool, student_inputs="noisy"), ValueError, "student_inputs must be one of"),
     (lambda pool: make_distiller(pool, kd="max"), ValueError, "kd must be one of"),
     (lambda pool: make_distiller(pool, weighter__scheme="best"), ValueError, "scheme must be one of"),
-    (lambda pool: make_distiller(pool, student_inputs="adversarial", attack="nope"), ValueError, "Unknown attack"),
+    (lambda pool: make_distiller(pool, student_inputs="adversarial", student_attack="nope"), ValueError,
+     "Unknown student_attack"),
     (lambda pool: make_distiller(pool, module=SmallCNN, module__n_classes=4, module__input_shape=(1, 8, 8)),
      ValueError, "the student has 4 outputs but the teachers have 10"),
 ])

@@ -119,7 +119,7 @@ def test_robust_early_stopping_patience_and_its_errors(digits, monkeypatch):
     assert net.history[-1, "stopped_early"] == "patience"
     with pytest.raises(ValueError, match="needs a validation split: set train_split"):
         teacher(attack="pgd", max_epochs=1, callbacks=[RobustEarlyStopping()]).fit(X_train[:64], y_train[:64])
-    with pytest.raises(ValueError, match=r"collapse must be in \(0, 1\]; got collapse=2"):
+    with pytest.raises(ValueError, match=r"collapse must be a finite number in \(0, 1\]; got collapse=2"):
         teacher(attack="pgd", max_epochs=1, train_split=ValidSplit(5),
                 callbacks=[RobustEarlyStopping(collapse=2)]).fit(X_train[:64], y_train[:64])
 
@@ -134,7 +134,7 @@ def test_robust_early_stopping_on_real_scores_records_both_accuracies(digits):
 
 
 def test_one_cycle_learning_rate_rises_then_falls_and_resumes_where_it_stopped(digits):
-    from robustkd.callbacks import OneCycleLR
+    from robustkd.callbacks import OneCycleSchedule
 
     X_train, _, y_train, _ = digits
     X, y = X_train[:256], y_train[:256]
@@ -146,7 +146,7 @@ def test_one_cycle_learning_rate_rises_then_falls_and_resumes_where_it_stopped(d
                 seen.append(net.optimizer_.param_groups[0]["lr"])
 
     full = teacher(attack="fgsm_rs", lr=0.004, max_epochs=4, batch_size=64,
-                   callbacks=[OneCycleLR(pct_start=0.25, start=0.1, end=0.0), Rates()]).fit(X, y)
+                   callbacks=[OneCycleSchedule(pct_start=0.25, start=0.1, end=0.0), Rates()]).fit(X, y)
     # 4 batches per epoch: progress t = i / 16, the peak at t = 0.25 (batch 4), linear on both sides
     expected = [0.004 * (0.1 + 0.9 * (i / 16) / 0.25) if i <= 4 else 0.004 * (1 - (i / 16 - 0.25) / 0.75)
                 for i in range(16)]
@@ -155,17 +155,17 @@ def test_one_cycle_learning_rate_rises_then_falls_and_resumes_where_it_stopped(d
     # the remaining epochs trained later (partial_fit, as fit_resumable does) continue the same schedule and
     # end with the weights of the uninterrupted fit (each epoch is seeded from (random_state, epoch))
     half = teacher(attack="fgsm_rs", lr=0.004, max_epochs=4, batch_size=64,
-                   callbacks=[OneCycleLR(pct_start=0.25, start=0.1, end=0.0), Rates()])
+                   callbacks=[OneCycleSchedule(pct_start=0.25, start=0.1, end=0.0), Rates()])
     seen.clear()
     half.partial_fit(X, y, epochs=2)
     half.partial_fit(X, y, epochs=2)
     assert seen == pytest.approx(expected)
     assert all(torch.equal(p, q) for p, q in zip(half.module_.parameters(), full.module_.parameters()))
     # skorch's warm_start trains max_epochs more: past the cycle, which warns
-    with pytest.warns(RobustKDWarning, match=r"OneCycleLR: epoch 5 is past the cycle of max_epochs=4"):
+    with pytest.warns(RobustKDWarning, match=r"OneCycleSchedule: epoch 5 is past the cycle of max_epochs=4"):
         full.set_params(warm_start=True, max_epochs=4).fit(X, y)
-    for bad, message in [(dict(pct_start=1.0), r"pct_start must be in \(0, 1\); got pct_start=1.0"),
-                         (dict(end=2.0), r"end must be in \[0, 1\]; got end=2.0"),
-                         (dict(max_lr=0.0), r"max_lr must be > 0; got max_lr=0.0")]:
+    for bad, message in [(dict(pct_start=1.0), r"pct_start must be a finite number in \(0, 1\); got pct_start=1.0"),
+                         (dict(end=2.0), r"end must be a finite number in \[0, 1\]; got end=2.0"),
+                         (dict(max_lr=0.0), r"max_lr must be None or a finite number > 0; got max_lr=0.0")]:
         with pytest.raises(ValueError, match=message):
-            teacher(attack=None, max_epochs=1, callbacks=[OneCycleLR(**bad)]).fit(X, y)
+            teacher(attack=None, max_epochs=1, callbacks=[OneCycleSchedule(**bad)]).fit(X, y)

@@ -153,7 +153,8 @@ def test_an_adversarial_student_matches_features_of_its_clean_inputs(teacher_poo
                 seen.append(torch.allclose(self._student_features["features.5"].detach(), clean, atol=1e-5))
             return super().feature_matching_term(X, weights, training)
 
-    _distiller(teacher_pool, Recorder, feature_matching=1.0, student_inputs="adversarial", attack="fgsm", eps=0.2,
+    _distiller(teacher_pool, Recorder, feature_matching=1.0, student_inputs="adversarial", student_attack="fgsm",
+               student_eps=0.2,
                max_epochs=1).fit(X_train[:128], y_train[:128])
     assert seen and all(seen)
 

@@ -211,24 +211,22 @@ def test_robust_precision_needs_teachers_with_a_threat_model(teacher_pool, stand
         _distiller(teacher_pool, weighter="robust_precision", weighter__eps_scale=0).fit(X_train[:64], y_train[:64])
 
 
-def test_auto_weighter_is_uniform_with_the_feature_term_else_robust_precision_for_adversarial_teachers(
-        teacher_pool, standard_net, digits):
+def test_the_default_weighter_is_uniform_whatever_the_terms_and_the_teachers(teacher_pool, standard_net, digits):
     X_train, _, y_train, _ = digits
     X, y = X_train[:200], y_train[:200]
     d = _distiller(teacher_pool, max_epochs=1).fit(X, y)   # the default: with the feature term
     assert d.weighter_.scheme == "uniform" and d.gradient_weighter_ is None
     assert np.allclose(d.mean_teacher_weights()[-1], 1 / 3)
-    plain = dict(feature_matching=0.0, max_epochs=1)
-    w = _distiller(teacher_pool, **plain).fit(X, y).weighter_
-    assert (w.scheme, w.tau, w.eps_scale) == ("robust_precision", 0.1, 2.0)
-    assert _distiller(teacher_pool, weighter__scheme="confidence", **plain).fit(X, y).weighter_.tau == 1.0, \
-        "a scheme asked for keeps its own defaults"
-    assert _distiller(teacher_pool, weighter__scheme="confidence", max_epochs=1).fit(X, y).weighter_.scheme == \
-        "confidence", "a scheme asked for wins over the feature term's uniform"
+    plain = dict(feature_matching=0.0, gradient_matching=0.0, max_epochs=1)
+    assert _distiller(teacher_pool, **plain).fit(X, y).weighter_.scheme == "uniform", \
+        "no term changes what the default means"
     modules = _distiller([t.module_ for t in teacher_pool.teachers_], module=type(standard_net.module_),
                          module__input_shape=(1, 8, 8), **plain).fit(X, y)
-    assert modules.weighter_.scheme == "confidence", "plain modules have no threat model: MTKD-AR's weights"
-    assert _distiller([teacher_pool.teachers_[0]], **plain).fit(X, y).weighter_.scheme == "confidence"
+    assert modules.weighter_.scheme == "uniform", "nor do teachers without a threat model"
+    paper = _distiller(teacher_pool, weighter="confidence", **plain).fit(X, y)   # the paper's MTKD-AR, one line
+    assert (paper.weighter_.scheme, paper.weighter_.tau) == ("confidence", 1.0)
+    assert _distiller(teacher_pool, weighter="confidence", weighter__scheme="loss", **plain).fit(X, y) \
+        .weighter_.scheme == "loss", "weighter__scheme wins over a name, as GridSearchCV sets it"
 
 
 def test_the_gradient_term_can_have_its_own_weighter(teacher_pool, digits):
@@ -294,5 +292,5 @@ def test_union_robust_precision_reads_each_teacher_at_its_worst_threat_model(tea
     pooled = [MultiTeacherDistiller(list(teacher_pool.teachers_), weighter__threat_models=t, **kw)
               .fit(X_train[:64], y_train[:64]).batch_weights({"X": x, "index": index}, y) for t in ("own", "union")]
     assert torch.allclose(pooled[0], pooled[1])
-    with pytest.raises(ValueError, match="threat_models must be 'own' or 'union'; got weighter__threat_models='all'"):
+    with pytest.raises(ValueError, match=r"weighter__threat_models must be one of \['own', 'union'\]; got weighter__threat_models='all'"):
         MultiTeacherDistiller(teachers, weighter__threat_models="all", **kw).fit(X_train[:64], y_train[:64])

@@ -70,7 +70,7 @@ def test_callable_scheme_is_normalised_and_checked():
 @pytest.mark.parametrize("kwargs, match", [
     (dict(scheme="best"), r"scheme must be one of \['uniform', 'accuracy', 'confidence', 'loss', 'entropy', 'camkd'"),
     (dict(scheme="loss"), r"scheme='loss' needs the true labels y"),
-    (dict(scheme="entropy", tau=0), r"tau must be a number > 0; got tau=0"),
+    (dict(scheme="entropy", tau=0), r"tau must be a finite number > 0; got tau=0"),
 ])
 def test_bad_weighting_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

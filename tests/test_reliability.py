@@ -169,7 +169,7 @@ def test_malformed_input_gets_a_clear_error_at_every_entry_point(standard_net, t
     (lambda: teacher_weights(torch.zeros(3, 2)), ValueError, r"teacher_logits must be a tensor of shape \(n_samples"),
     (lambda: teacher_weights(np.zeros((3, 2, 4))), ValueError, "teacher_logits must be a tensor"),
     (lambda: AdaptiveWeighter(tau=-1)(torch.zeros(3, 2, 4), torch.zeros(3, dtype=torch.long)), ValueError,
-     "tau must be a number > 0; got tau=-1"),
+     "tau must be a finite number > 0; got tau=-1"),
     (lambda: make_robust_scorer("pgd", eps=-1), ValueError, "eps must be a finite number >= 0; got eps=-1"),
     (lambda: make_robust_scorer([], eps=0.1), ValueError, "attack must name at least one attack"),
 ])

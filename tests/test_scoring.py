@@ -5,7 +5,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import FunctionTransformer, Pipeline
 
 from robustkd.attacks import get_attack
-from robustkd.scoring import (make_robust_scorer, plot_robustness_curves, robust_mask, robust_score,
+from robustkd import (make_robust_scorer, plot_robustness_curves, robust_mask, robust_score,
                               robustness_report)
 
 from robustkd import AdversarialTeacher, SmallCNN
@@ -133,7 +133,7 @@ def test_plot_draws_one_curve_per_attack_and_per_method(standard_net, digits):
     (dict(X=np.full((20, 1, 8, 8), 2.0, dtype=np.float32)), ValueError, r"outside the attack's input range"),
     (dict(X=np.full((20, 1, 8, 8), np.nan, dtype=np.float32)), ValueError, r"X contains NaN"),
     (dict(attack=[]), ValueError, r"at least one attack"),
-    (dict(batch_size=0), ValueError, r"batch_size must be a positive integer; got batch_size=0"),
+    (dict(batch_size=0), ValueError, r"batch_size must be an integer >= 1; got batch_size=0"),
     (dict(model="net"), TypeError, r"model must be a torch.nn.Module"),
 ])
 def test_bad_input_gets_a_clear_error(standard_net, digits, change, exc, match):

@@ -30,10 +30,12 @@ EXPECTED_FAILURES = {
     # skorch nets do not record n_features_in_: input shapes belong to the module
     "check_n_features_in": SKORCH,
     "check_n_features_in_after_fitting": SKORCH,
-    # labels are indices into the module's logits (as in skorch): no string/object labels, no one-class y,
-    # and the module has a fixed number of outputs
-    "check_classifiers_classes": "labels must be integer class indices (skorch trains on them directly)",
-    "check_classifiers_train": "labels must be integer class indices; lists are not converted",
+    # integer labels are indices into the module's logits (as skorch trains on them; other labels, e.g. strings,
+    # are encoded), and the module has a fixed number of outputs
+    "check_classifiers_classes": "integer labels are indices into the logits: -1 (binary {-1, 1}) is refused as "
+                                 "'outside the model's classes 0..2'",
+    "check_classifiers_train": "lists are not converted: skorch's to_tensor refuses them ('Cannot convert this data "
+                               "type to a numpy array')",
     "check_dtype_object": "object arrays are not image tensors",
     "check_classifiers_one_label": "the module has a fixed number of outputs; one-class y is not special-cased",
     # our own, clear messages differ from the wording these checks look for

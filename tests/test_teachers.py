@@ -136,7 +136,7 @@ def test_robust_accuracy_callback_records_every_epoch(digits):
     (dict(attack="pgdx"), ValueError, r"Unknown attack 'pgdx'; known attacks are \["),
     (dict(eps=0.0), ValueError, r"eps must be > 0 for adversarial training; got eps=0.0"),
     (dict(eps=-1), ValueError, r"eps must be a finite number >= 0; got eps=-1"),
-    (dict(adv_ratio=1.5), ValueError, r"adv_ratio must be a number in \[0, 1\]; got adv_ratio=1.5"),
+    (dict(adv_ratio=1.5), ValueError, r"adv_ratio must be a finite number in \[0, 1\]; got adv_ratio=1.5"),
     (dict(attack__steps=3), TypeError, r"unexpected parameter\(s\) \['steps'\]"),
     (dict(random_state=-3), ValueError, r"random_state must be None or a non-negative int; got random_state=-3"),
 ])

@@ -69,13 +69,13 @@ def test_trades_loss_is_the_published_objective():
 
 def test_a_trades_teacher_beats_a_standard_model_by_30_points_under_pgd_at_eps_0_2(digits):
     X_train, X_test, y_train, y_test = digits
-    trades = teacher(objective="trades", attack__nb_iter=5, max_epochs=20).fit(X_train, y_train)
+    trades = teacher(objective="trades", attack="pgd_kl", attack__nb_iter=5, max_epochs=20).fit(X_train, y_train)
     standard = teacher(attack=None, max_epochs=20).fit(X_train, y_train)
     kw = dict(eps=0.2, random_state=0)
     trades_pgd, standard_pgd = (robust_score(m, X_test, y_test, "pgd", **kw) for m in (trades, standard))
     assert trades_pgd >= standard_pgd + 0.30, (trades_pgd, standard_pgd)
     assert robust_score(trades, X_test, y_test, eps=0) > 0.9
-    assert trades.training_attack() == "pgd_kl" and trades.get_params()["attack"] == "auto"
+    assert trades.training_attack() == "pgd_kl"
 
 
 def test_the_trades_step_uses_the_kl_attack_and_both_forward_passes(digits, monkeypatch):
@@ -97,11 +97,12 @@ def test_the_trades_step_uses_the_kl_attack_and_both_forward_passes(digits, monk
     assert np.isfinite(net.history[-1, "train_loss"])
 
 
-def test_auto_attack_follows_the_objective_and_bad_settings_are_named(digits):
+def test_the_default_attack_is_pgd_whatever_the_objective_and_bad_settings_are_named(digits):
     X_train, _, y_train, _ = digits
     X, y = X_train[:64], y_train[:64]
     assert teacher().training_attack() == "pgd"
-    assert teacher(objective="trades").training_attack() == "pgd_kl"
+    assert teacher(objective="trades").training_attack() == "pgd"
+    assert teacher(objective="trades", attack="pgd_kl").training_attack() == "pgd_kl"
     assert teacher(objective="trades", attack="fgsm_rs").training_attack() == "fgsm_rs"
     for kwargs, message in [(dict(objective="mart"), r"objective must be one of \['madry', 'trades'\]; got "
                                                      r"objective='mart'"),

@@ -92,5 +92,5 @@ def test_a_fit_continued_after_saving_ends_as_the_uninterrupted_fit(digits):
 @pytest.mark.parametrize("decay", [0, 1.0, 1.5, True, "0.9", None])
 def test_a_decay_outside_the_open_unit_interval_is_refused(digits, decay):
     X_train, _, y_train, _ = digits
-    with pytest.raises(ValueError, match=r"decay must be a number in \(0, 1\); got decay="):
+    with pytest.raises(ValueError, match=r"decay must be a finite number in \(0, 1\); got decay="):
         net(max_epochs=1, callbacks=[WeightAveraging(decay=decay)]).fit(X_train[:64], y_train[:64])

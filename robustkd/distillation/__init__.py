@@ -1,7 +1,6 @@
 """Multi-teacher distillation: the frozen teachers, their cached outputs, the distiller, and diagnostics."""
 from ._diagnostics import teacher_diagnostics
 from ._distiller import MultiTeacherDistiller
-from ._signals import auto_weighting
 from ._teachers import FrozenTeachers, TeacherOutputs
 
-__all__ = ["MultiTeacherDistiller", "FrozenTeachers", "TeacherOutputs", "teacher_diagnostics", "auto_weighting"]
+__all__ = ["MultiTeacherDistiller", "FrozenTeachers", "TeacherOutputs", "teacher_diagnostics"]

@@ -1,16 +1,15 @@
 """MTKD-AR: a student distilled on clean data from several adversarially trained teachers."""
-import numbers
-
 import numpy as np
 import torch
 from sklearn.base import clone
 from skorch import NeuralNetClassifier
 
 from .._base import SeededNetMixin, net_defaults
-from .._validation import as_array, check_nonnegative
+from .._validation import NONNEGATIVE, POSITIVE, UNIT, Interval, Options, as_array
 from ..callbacks import TeacherWeights
-from ..losses import _KD, distillation_loss
+from ..losses import KD_FORMS, distillation_loss
 from ..training import AdversarialTrainingMixin
+from ..weighting import AdaptiveWeighter
 from ._features import FeatureMatchingMixin
 from ._signals import TeacherSignalsMixin
 from ._teachers import FrozenTeachers, FrozenTeachersMixin, fresh_student, teacher_list
@@ -54,10 +53,12 @@ class MultiTeacherDistiller(FrozenTeachersMixin, FeatureMatchingMixin, TeacherSi
     **Feature matching** (beyond the paper; ``feature_matching`` = :math:`\\mu > 0`, on by default) adds, at each
     of ``feature_layers``, :math:`\\mu \\sum_k w_{ik} \\|A_k(f(x_i)) - f_k(x_i)\\|^2 / \\|f_k(x_i)\\|^2`: the
     student's features :math:`f`, through a learned 1x1 adapter :math:`A_k` per teacher, against teacher k's
-    features :math:`f_k` on the same clean input. With the gradient term and equal weights (``weighter="auto"``) it
-    keeps 91-93% of the best teacher's AutoAttack accuracy on full-size Fashion-MNIST at clean accuracy 0.865,
-    against 53-67% without it (README).
-    ``gradient_matching=0, feature_matching=0`` with ``weighter="confidence"`` is the paper's plain MTKD-AR.
+    features :math:`f_k` on the same clean input.
+
+    **The default** is equal teacher weights with both terms (``weighter="uniform", gradient_matching=2.0,
+    feature_matching=10.0``), the best recipe measured on held-out full-size Fashion-MNIST images (see the
+    documentation's results pages). **The paper's plain MTKD-AR** is one line:
+    ``MultiTeacherDistiller(teachers, weighter="confidence", gradient_matching=0, feature_matching=0)``.
 
     Teachers are copied at fit time, frozen (eval mode, no gradients, kept in eval mode
     while skorch switches the student between train and eval), moved with the student to
@@ -72,14 +73,12 @@ class MultiTeacherDistiller(FrozenTeachersMixin, FeatureMatchingMixin, TeacherSi
     module : torch.nn.Module class or instance, optional
         The student. Default: a freshly initialised copy of the teachers' architecture
         (they must share one).
-    weighter : "auto", AdaptiveWeighter class or instance, str or callable, default="auto"
-        Per-sample teacher weights; a string is a scheme name. ``"auto"``: ``uniform`` with the feature term
-        (``feature_matching > 0``, the default: with it, equal weights beat robust precision on full-size
-        held-out images, two seeds); without it, ``robust_precision`` (tau 0.1, each teacher attacked at twice
-        its training eps) when there are several teachers and all are :class:`~robustkd.AdversarialTeacher`s, else
-        ``confidence`` (MTKD-AR's); see :func:`robustkd.distillation.auto_weighting`. Set the scheme with
-        ``weighter__scheme=...`` (and search over it with ``GridSearchCV``). **The paper's plain MTKD-AR is
-        ``weighter="confidence", gradient_matching=0, feature_matching=0``.**
+    weighter : str, AdaptiveWeighter class or instance, or callable, default="uniform"
+        Per-input teacher weights: a scheme name (``"uniform"``, ``"confidence"`` (MTKD-AR's), ``"loss"``,
+        ``"entropy"``, ``"camkd"``, ``"robust_precision"``, ... see :mod:`robustkd.weighting`), an
+        :class:`~robustkd.AdaptiveWeighter`, or a callable ``f(teacher_logits, y) -> (n, K)``. The scheme's
+        parameters are ``weighter__*`` (``weighter__tau=0.1``); ``weighter__scheme`` overrides a name given here,
+        so ``GridSearchCV`` can search over schemes.
     temperature : float, default=4.0
         Softmax temperature T of the distillation term.
     alpha : float, default=0.9
@@ -113,9 +112,10 @@ class MultiTeacherDistiller(FrozenTeachersMixin, FeatureMatchingMixin, TeacherSi
         student's outputs on adversarial examples crafted against the student itself
         (ARD-style; the cross-entropy term stays on clean inputs); ``"mixed"`` averages the
         clean and adversarial distillation terms.
-    attack, eps : str and float, default="pgd", 0.1
-        The student's attack for ``"adversarial"``/``"mixed"``; its parameters as
-        ``attack__*``.
+    student_attack, student_eps : str and float, default="pgd", 0.1
+        The attack on the student that makes its adversarial inputs with ``student_inputs="adversarial"`` or
+        ``"mixed"`` (unused with ``"clean"``), and its budget; the attack's own parameters are
+        ``student_attack__*`` (e.g. ``student_attack__nb_iter=10``).
     clip_min, clip_max : float, default=0.0, 1.0
         Valid input range.
     random_state : int, optional
@@ -162,13 +162,28 @@ class MultiTeacherDistiller(FrozenTeachersMixin, FeatureMatchingMixin, TeacherSi
     (1, 2)
     """
 
-    prefixes_ = NeuralNetClassifier.prefixes_ + ["attack", "weighter"]
-    gradient_matching = 0.0   # for distillers pickled before the gradient term existed
+    prefixes_ = NeuralNetClassifier.prefixes_ + ["student_attack", "weighter"]
+    attack_param, eps_param = "student_attack", "student_eps"
+    _parameter_constraints = {
+        "weighter": [str, type, AdaptiveWeighter, callable],
+        "temperature": [POSITIVE],
+        "alpha": [UNIT],
+        "kd": [Options(*KD_FORMS)],
+        "gradient_matching": [NONNEGATIVE],
+        "gradient_weighter": [None, str, AdaptiveWeighter, callable],
+        "feature_matching": [NONNEGATIVE],
+        "cache_teacher_outputs": [bool],
+        "student_inputs": [Options(*STUDENT_INPUTS)],
+        "student_attack": [str],
+        "student_eps": [NONNEGATIVE],
+        "clip_min": [Interval()],
+        "clip_max": [Interval()],
+    }
 
-    def __init__(self, teachers, module=None, *, weighter="auto", temperature=4.0, alpha=0.9,
+    def __init__(self, teachers, module=None, *, weighter="uniform", temperature=4.0, alpha=0.9,
                  kd="mixture", gradient_matching=2.0, gradient_weighter=None, feature_matching=10.0,
                  feature_layers="auto", cache_teacher_outputs=True, student_inputs="clean",
-                 attack="pgd", eps=0.1,
+                 student_attack="pgd", student_eps=0.1,
                  clip_min=0.0, clip_max=1.0, random_state=None, criterion=torch.nn.CrossEntropyLoss,
                  optimizer=torch.optim.Adam, lr=1e-3, **kwargs):
         super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, **net_defaults(kwargs))
@@ -183,8 +198,8 @@ class MultiTeacherDistiller(FrozenTeachersMixin, FeatureMatchingMixin, TeacherSi
         self.feature_layers = feature_layers
         self.cache_teacher_outputs = cache_teacher_outputs
         self.student_inputs = student_inputs
-        self.attack = attack
-        self.eps = eps
+        self.student_attack = student_attack
+        self.student_eps = student_eps
         self.clip_min = clip_min
         self.clip_max = clip_max
         self.random_state = random_state
@@ -199,21 +214,13 @@ class MultiTeacherDistiller(FrozenTeachersMixin, FeatureMatchingMixin, TeacherSi
     # ----------------------------------------------------------------- set-up
     def check_training_readiness(self):
         teacher_list(self.teachers)
-        if self.student_inputs not in STUDENT_INPUTS:
-            raise ValueError(f"student_inputs must be one of {list(STUDENT_INPUTS)}; "
-                             f"got student_inputs={self.student_inputs!r}")
-        if isinstance(self.temperature, bool) or not isinstance(self.temperature, numbers.Real) \
-                or not self.temperature > 0:
-            raise ValueError(f"temperature must be a number > 0; got temperature={self.temperature!r}")
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, numbers.Real) or not 0 <= self.alpha <= 1:
-            raise ValueError(f"alpha must be a number in [0, 1]; got alpha={self.alpha!r}")
-        if self.kd not in _KD:
-            raise ValueError(f"kd must be one of {sorted(_KD)}; got kd={self.kd!r}")
-        check_nonnegative(self.gradient_matching, "gradient_matching")
-        check_nonnegative(self.feature_matching, "feature_matching")
+        super().check_training_readiness()   # the parameters against their table, then skorch's checks
         if self.student_inputs != "clean":
-            self.check_training_attack("an adversarial student")
-        super().check_training_readiness()
+            self.check_training_attack("an adversarial student (student_inputs != 'clean')")
+
+    def training_attack(self):
+        """``student_attack`` when the student sees adversarial inputs, None for a clean-data student."""
+        return None if self.student_inputs == "clean" else self.student_attack
 
     def initialize(self):
         """Build the weighter (checking its scheme) and initialise the net."""

@@ -79,8 +79,6 @@ class FeatureMatchingMixin:
     teacher) are trained with the student and only serve the loss: predictions never use them.
     """
 
-    feature_matching, feature_layers = 0.0, "auto"   # for distillers pickled before feature matching existed
-
     def _reset_feature_adapters(self):
         self.feature_adapters_ = nn.ModuleDict()   # built from the first training inputs (partial_fit)
         self.feature_layers_ = None

@@ -7,50 +7,14 @@ import torch.nn.functional as F
 from sklearn.base import clone
 
 from .._rng import check_seed
-from .._validation import as_array, is_index_labels
+from .._validation import as_array, check_params, is_index_labels
 from ..losses import gradient_matching_loss, input_gradients
 from ..weighting import AdaptiveWeighter
-from ._teachers import TeacherOutputs, teacher_list
-from ._threats import check_threat_models, threat_model, threat_models_of, worst_case_logits
+from ._teachers import TeacherOutputs
+from ._threats import threat_models_of, worst_case_logits
 
-__all__ = ["TeacherSignalsMixin", "threat_model", "AUTO_WEIGHTS", "auto_weighting"]
+__all__ = ["TeacherSignalsMixin"]
 
-#: The parameters of ``weighter="auto"``'s ``robust_precision``: chosen on held-out training images of
-#: Fashion-MNIST (README, "Robustness that transfers").
-AUTO_WEIGHTS = {"tau": 0.1, "eps_scale": 2.0}
-
-
-def auto_weighting(teachers, feature_matching):
-    """The scheme (and its parameters) of ``weighter="auto"``, chosen on held-out training images (README).
-
-    With the feature term (``feature_matching > 0``): ``uniform``, the best measured with it (full-size
-    Fashion-MNIST, two seeds). Without it: ``robust_precision`` with :data:`AUTO_WEIGHTS` for several teachers
-    that all have a threat model (the best with the gradient term alone), else ``confidence`` (MTKD-AR's).
-
-    Parameters
-    ----------
-    teachers : list or TeacherPool
-        The distiller's ``teachers``.
-    feature_matching : float
-        The distiller's ``feature_matching``.
-
-    Returns
-    -------
-    dict
-        ``scheme`` and any further :class:`~robustkd.AdaptiveWeighter` parameters.
-
-    Examples
-    --------
-    >>> from robustkd.distillation import auto_weighting
-    >>> auto_weighting([], feature_matching=10.0)
-    {'scheme': 'uniform'}
-    """
-    if feature_matching:
-        return {"scheme": "uniform"}
-    teachers = teacher_list(teachers)
-    if len(teachers) > 1 and all(threat_model(t) is not None for t in teachers):
-        return {"scheme": "robust_precision", **AUTO_WEIGHTS}
-    return {"scheme": "confidence"}
 #: ``norm_floor`` of the distiller's gradient term (:func:`robustkd.losses.gradient_matching_loss`).
 GRADIENT_NORM_FLOOR = 0.1
 
@@ -159,21 +123,17 @@ class TeacherSignalsMixin:
 
     def _build_weighter(self):
         w, params = self.weighter, self.get_params_for("weighter")
-        if isinstance(w, str) and w == "auto":   # a scheme set with weighter__scheme wins, with its own defaults
-            w = AdaptiveWeighter
-            if "scheme" not in params:
-                params = {**auto_weighting(self.teachers, self.feature_matching), **params}
         if isinstance(w, type):
             w = w(**params)
         elif isinstance(w, AdaptiveWeighter):
             w = clone(w).set_params(**params)
         elif isinstance(w, str) or callable(w):
-            w = AdaptiveWeighter(scheme=w, **params)
+            w = AdaptiveWeighter(**{"scheme": w, **params})   # weighter__scheme wins over the name
         else:
-            raise TypeError(f"weighter must be an AdaptiveWeighter, a scheme name or a callable; got {w!r}")
-        if not callable(w.scheme):  # validate scheme and tau up front; callables are checked on the first batch
+            raise TypeError(f"weighter must be an AdaptiveWeighter, a scheme name or a callable; got weighter={w!r}")
+        check_params(w, getattr(type(w), "_parameter_constraints", {}), prefix="weighter__")
+        if not callable(w.scheme):  # validate the scheme's name up front; callables are checked on the first batch
             w(torch.zeros(1, 2, 2), torch.zeros(1, dtype=torch.long))
-        check_threat_models(w)
         return w
 
     def _build_gradient_weighter(self):
@@ -182,11 +142,14 @@ class TeacherSignalsMixin:
         if g is None:
             return None
         if isinstance(g, AdaptiveWeighter):
-            return clone(g)
-        if isinstance(g, str) or callable(g):
-            return AdaptiveWeighter(scheme=g)
-        raise TypeError(f"gradient_weighter must be None, an AdaptiveWeighter, a scheme name or a callable; "
-                        f"got {g!r}")
+            g = clone(g)
+        elif isinstance(g, str) or callable(g):
+            g = AdaptiveWeighter(scheme=g)
+        else:
+            raise TypeError(f"gradient_weighter must be None, an AdaptiveWeighter, a scheme name or a callable; "
+                            f"got {g!r}")
+        check_params(g, getattr(type(g), "_parameter_constraints", {}), prefix="gradient_weighter.")
+        return g
 
     def teacher_logits(self, X):
         """The frozen teachers' logits ``(n, K, C)`` for a batch: cached ones when ``X`` is a training

@@ -4,7 +4,7 @@ import warnings
 
 from ..attacks import get_attack
 from ..exceptions import GradientMaskingWarning, RobustKDWarning
-from .robust import robust_score
+from ._robust import robust_score
 
 __all__ = ["check_large_eps", "check_attack_strength", "check_spsa", "check_square", "check_dlr"]
 

@@ -11,9 +11,8 @@ evaluation is saved under ``out/evaluations`` too, so a run interrupted during a
 evaluation resumes with the next model. Settings left unset come from the data set's
 protocol (:data:`PROTOCOLS`): Fashion-MNIST's is the full-size one.
 """
-from ..datasets import load_split
 from .config import PROTOCOLS, ExperimentConfig
-from .plots import plot_results, plot_teacher_weights
+from .plots import plot_results, plot_teacher_weights, plot_tradeoff
 from .runner import reproduce
 
-__all__ = ["ExperimentConfig", "PROTOCOLS", "reproduce", "load_split", "plot_results", "plot_teacher_weights"]
+__all__ = ["ExperimentConfig", "PROTOCOLS", "reproduce", "plot_tradeoff", "plot_results", "plot_teacher_weights"]

@@ -9,7 +9,7 @@ from .config import teacher_spec
 
 __all__ = ["eval_attacks", "union_members", "with_union"]
 
-MODEL_FORMAT = "robustkd-run-model-3"  # part of every model key: files from older versions are not reused
+MODEL_FORMAT = "robustkd-run-model-4"  # part of every model key: files from older versions are not reused
 
 
 def _key(**parts):
@@ -70,7 +70,7 @@ def _derivable(cfg, members):
 
 def with_union(rows, cfg):
     """``rows`` with the union row (``attack="union"``), derived from the worst case when it can be."""
-    from ..evaluation.report import union_name
+    from ..threat_models import union_name
 
     members = union_members(cfg)
     if not members or any(r["attack"] == "union" for r in rows) or not _derivable(cfg, members):

@@ -93,7 +93,7 @@ class ExperimentConfig:
     lr : float, optional
         Learning rate of every model (Adam), the peak of a one-cycle schedule.
     lr_schedule : {"constant", "onecycle"}, optional
-        ``"onecycle"``: :class:`~robustkd.callbacks.OneCycleLR` (fast adversarial training's schedule).
+        ``"onecycle"``: :class:`~robustkd.callbacks.OneCycleSchedule` (fast adversarial training's schedule).
     student_attack : str, optional
         Training attack of the adversarial student.
     valid_size : int, optional

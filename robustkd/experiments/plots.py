@@ -1,6 +1,7 @@
-"""The plots of :func:`robustkd.experiments.reproduce`: accuracy against eps, and teacher weights."""
+"""The plots of :func:`robustkd.experiments.reproduce`: the clean/robust trade-off, accuracy against eps, and
+teacher weights."""
 
-__all__ = ["plot_results", "plot_teacher_weights"]
+__all__ = ["plot_tradeoff", "plot_results", "plot_teacher_weights", "tradeoff_points", "frontier"]
 
 FAMILIES = (  # (prefix, label, colour map, line style)
     ("standard", "baseline", "Greys", ":"),
@@ -8,6 +9,81 @@ FAMILIES = (  # (prefix, label, colour map, line style)
     ("kd_", "single-teacher students", "Greens", "--"),
     ("mtkd_", "multi-teacher students", "Reds", "-."),
 )
+#: Colours of :func:`plot_tradeoff`, one per family (and one for the adversarial-input student).
+FAMILY_COLOURS = {"baseline": "0.45", "teachers": "tab:blue", "single-teacher students": "tab:green",
+                  "multi-teacher students": "tab:red", "adversarial-input student": "tab:purple"}
+
+
+def _family(method):
+    if method == "mtkd_adversarial":
+        return "adversarial-input student"
+    return next(label for prefix, label, _, _ in FAMILIES if method.startswith(prefix))
+
+
+def tradeoff_points(summary):
+    """Per model of a run: ``(method, family, clean accuracy, robust accuracy, fit seconds)``.
+
+    The robust accuracy is AutoAttack's at the teachers' training eps when the run scored AutoAttack (on its
+    subset of test images), else the worst case over the run's attacks there.
+    """
+    rows, eps = summary["results"], summary["config"]["train_eps"]
+    attacks = {r["attack"] for r in rows}
+    attack = "autoattack" if "autoattack" in attacks else "worst_case"
+    cell = {(r["method"], r["attack"], r["eps"]): r["accuracy"] for r in rows}
+    points = []
+    for m in summary["methods"]:
+        robust = cell.get((m, attack, eps))
+        if robust is not None:
+            points.append((m, _family(m), cell[(m, "clean", 0.0)], robust, summary["timings"].get(m)))
+    return points, attack
+
+
+def frontier(points):
+    """The points no other point beats on both clean and robust accuracy, by falling clean accuracy."""
+    kept = [p for p in points if not any(q[2] >= p[2] and q[3] >= p[3] and (q[2], q[3]) != (p[2], p[3])
+                                         for q in points)]
+    return sorted(kept, key=lambda p: (-p[2], p[3]))
+
+
+def plot_tradeoff(summary, path):
+    """Clean accuracy against robust accuracy at the training eps, one point per model with its fit time.
+
+    Families have one colour each; the dashed line joins the models on the trade-off frontier (none is both
+    more accurate and more robust than them).
+
+    Parameters
+    ----------
+    summary : dict
+        What :func:`robustkd.experiments.reproduce` returns (and writes as ``results.json``).
+    path : str
+        The PNG file written.
+    """
+    import matplotlib.pyplot as plt
+
+    points, attack = tradeoff_points(summary)
+    cfg = summary["config"]
+    fig, ax = plt.subplots(figsize=(7.5, 5.2))
+    for family, colour in FAMILY_COLOURS.items():
+        members = [p for p in points if p[1] == family]
+        if members:
+            ax.scatter([p[3] for p in members], [p[2] for p in members], color=colour, label=family, s=36,
+                       zorder=3)
+    front = frontier(points)
+    ax.plot([p[3] for p in front], [p[2] for p in front], color="0.3", linestyle="--", linewidth=1, zorder=2,
+            label="trade-off frontier")
+    for m, _, clean, robust, seconds in points:
+        label = m if seconds is None else f"{m} ({seconds:.0f} s)"
+        ax.annotate(label, (robust, clean), textcoords="offset points", xytext=(4, 3), fontsize=6.5)
+    n = next((r["n_samples"] for r in summary["results"] if r["attack"] == attack), summary["split"]["n_test"])
+    what = "AutoAttack" if attack == "autoattack" else "worst case over the attacks"
+    ax.set_xlabel(f"{what} accuracy at eps={cfg['train_eps']:g} ({n} test images)")
+    ax.set_ylabel(f"clean accuracy ({summary['split']['n_test']} test images)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title(f"{cfg['dataset']}: clean against robust accuracy, one point per model (fit time)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
 
 
 def _method_styles(methods):
@@ -27,6 +103,13 @@ def plot_results(summary, path):
 
     Method families (baseline, teachers, single-teacher students, multi-teacher students) have
     their own colour family and line style; one legend serves every panel.
+
+    Parameters
+    ----------
+    summary : dict
+        What :func:`robustkd.experiments.reproduce` returns (and writes as ``results.json``).
+    path : str
+        The PNG file written.
     """
     import matplotlib.pyplot as plt
 

@@ -13,7 +13,7 @@ from ._evaluation import (MODEL_FORMAT, _eval_key, _evaluate_or_load, _key, _rep
                           union_members, with_union)
 from .config import teacher_spec
 from ._provenance import provenance  # noqa: F401  (tests read it here)
-from .plots import plot_results, plot_teacher_weights
+from .plots import plot_results, plot_teacher_weights, plot_tradeoff
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def reproduce(cfg, progress=None):
         ``progress(stage, name)`` with ``stage`` one of ``"training"``, ``"reusing"``,
         ``"evaluating"`` (a step starts) and ``"done"`` (it ended); the command line draws a
         progress bar from it. Per-epoch lines go to the ``robustkd.progress`` logger
-        (:class:`~robustkd.callbacks.EpochLog`).
+        (:class:`~robustkd.experiments._progress.EpochLog`).
 
     Returns
     -------
@@ -96,8 +96,9 @@ def reproduce(cfg, progress=None):
     from sklearn.model_selection import StratifiedShuffleSplit
     from skorch.dataset import ValidSplit
 
-    from ..callbacks import EpochLog, OneCycleLR, RobustEarlyStopping
-    from ..distillation import MultiTeacherDistiller, auto_weighting, teacher_diagnostics
+    from ..callbacks import OneCycleSchedule, RobustEarlyStopping
+    from ._progress import EpochLog
+    from ..distillation import MultiTeacherDistiller, teacher_diagnostics
     from ..evaluation import robustness_report
     from ..models import SmallCNN
     from ..training import AdversarialTeacher, TeacherPool
@@ -124,7 +125,7 @@ def reproduce(cfg, progress=None):
                     lr_schedule=cfg.lr_schedule, format=MODEL_FORMAT)
 
     def callbacks(name):
-        return [EpochLog(name)] + ([OneCycleLR()] if cfg.lr_schedule == "onecycle" else [])
+        return [EpochLog(name)] + ([OneCycleSchedule()] if cfg.lr_schedule == "onecycle" else [])
     models, timings, reused, files = {}, {}, {}, {}
 
     def path(name, **extra):
@@ -183,17 +184,14 @@ def reproduce(cfg, progress=None):
     students("")                                   # the paper's MTKD-AR (no gradient term) and its baselines
     if gm:
         students("_gm", gradient_matching=gm)      # the same with input-gradient matching
-        if len(labels) > 1:                        # robustkd's default recipe (weighter="auto")
-            fm = {"feature_matching": cfg.feature_matching} if cfg.feature_matching else {}   # at 0: the old key
-            if auto_weighting(pool.teachers_, cfg.feature_matching)["scheme"] == "uniform":
-                fm["weights"] = "uniform"          # models saved when "auto" was robust_precision do not match
+        if len(labels) > 1:                        # robustkd's default recipe: equal weights, both terms
             fit("mtkd_default", lambda: distiller("mtkd_default", pool, gradient_matching=gm,
                                                   feature_matching=cfg.feature_matching), **kd_key,
-                gradient_matching=gm, recipe="default", **fm)
+                gradient_matching=gm, recipe="default", feature_matching=cfg.feature_matching, weights="uniform")
     if cfg.adversarial_student:
         fit("mtkd_adversarial", lambda: distiller("mtkd_adversarial", pool, weighter=cfg.scheme, gradient_matching=0.0,
                                                   feature_matching=0.0, student_inputs="adversarial",
-                                                  attack=cfg.student_attack, eps=cfg.train_eps),
+                                                  student_attack=cfg.student_attack, student_eps=cfg.train_eps),
             **kd_key, scheme=cfg.scheme, adversarial=cfg.student_attack)
 
     results = []
@@ -225,7 +223,6 @@ def reproduce(cfg, progress=None):
         "results": results,
         "teacher_weights": weights,
         "teacher_names": labels,
-        "default_weights": models["mtkd_default"].weighter_.scheme if "mtkd_default" in models else None,
         "union": union_members(cfg),
         "diagnostics": diagnostics,
         "timings": timings,
@@ -249,6 +246,7 @@ def _write(out, summary):
         logger.warning("matplotlib is not installed: no plots written (pip install matplotlib)")
         return
     matplotlib.use("Agg")
+    plot_tradeoff(summary, os.path.join(out, "tradeoff.png"))
     plot_results(summary, os.path.join(out, "accuracy_vs_eps.png"))
     plot_teacher_weights(summary, os.path.join(out, "teacher_weights.png"))
 

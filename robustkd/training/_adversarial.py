@@ -16,35 +16,45 @@ __all__ = ["AdversarialTrainingMixin"]
 class AdversarialTrainingMixin:
     """Builds and runs the training attack of a skorch net.
 
-    Requires the net's ``attack``, ``eps``, ``clip_min``, ``clip_max`` and ``attack__*``
-    parameters (``"attack"`` in ``prefixes_``). Crafting runs on the current ``module_`` in eval
-    mode with frozen parameters (:func:`robustkd.attacks.perturb`), so no attack gradient reaches
-    a weight update.
+    The host names its training attack's parameters: ``attack_param`` (the attack's registry name; the
+    attack's own parameters are ``<attack_param>__*``, so that prefix is in ``prefixes_``) and ``eps_param``
+    (its budget), and has ``clip_min`` and ``clip_max``. Crafting runs on the current ``module_`` in eval mode
+    with frozen parameters (:func:`robustkd.attacks.perturb`), so no attack gradient reaches a weight update.
     """
 
+    #: The host's parameter that names its training attack.
+    attack_param = "attack"
+    #: The host's parameter that holds its training attack's budget.
+    eps_param = "eps"
+
     def training_attack(self):
-        """The registry name of the training attack (``attack``; subclasses may resolve an ``"auto"``)."""
-        return self.attack
+        """The registry name of the training attack (None: the net trains on clean inputs only)."""
+        return getattr(self, self.attack_param)
+
+    def training_eps(self):
+        """The training attack's budget (None without a training attack)."""
+        return None if self.training_attack() is None else getattr(self, self.eps_param)
 
     def check_training_attack(self, purpose):
-        """Validate ``attack``, ``eps`` and the ``attack__*`` parameters before any training."""
-        check_attack_name(self.training_attack())
-        if check_eps(self.eps) <= 0:
-            raise ValueError(f"eps must be > 0 for {purpose}; got eps={self.eps!r}")
-        if self.training_attack() == "fgsm" and self.eps >= FGSM_WARN_EPS * (self.clip_max - self.clip_min):
-            warnings.warn(f"FGSM training without a random start at eps={self.eps} is known to overfit "
+        """Validate the training attack, its budget and its ``<attack_param>__*`` parameters before any training."""
+        check_attack_name(self.training_attack(), self.attack_param)
+        eps = self.training_eps()
+        if check_eps(eps, self.eps_param) <= 0:
+            raise ValueError(f"{self.eps_param} must be > 0 for {purpose}; got {self.eps_param}={eps!r}")
+        if self.training_attack() == "fgsm" and eps >= FGSM_WARN_EPS * (self.clip_max - self.clip_min):
+            warnings.warn(f"FGSM training without a random start at {self.eps_param}={eps} is known to overfit "
                           "catastrophically (robust accuracy under PGD collapses to ~0 while FGSM accuracy rises); "
-                          "prefer attack='fgsm_rs' or 'nfgsm' at the same cost, and watch robust accuracy with "
+                          "prefer 'fgsm_rs' or 'nfgsm' at the same cost, and watch robust accuracy with "
                           "robustkd.callbacks.RobustEarlyStopping", RobustKDWarning, stacklevel=3)
-        self._attack_on(torch.nn.Identity())  # on a stand-in model: bad attack__ parameters fail before training
+        self._attack_on(torch.nn.Identity())  # on a stand-in model: bad attack parameters fail before training
 
     def _attack_on(self, model):
-        return get_attack(self.training_attack(), model, eps=self.eps, clip_min=self.clip_min, clip_max=self.clip_max,
-                          **self.get_params_for("attack"))
+        return get_attack(self.training_attack(), model, eps=self.training_eps(), clip_min=self.clip_min,
+                          clip_max=self.clip_max, **self.get_params_for(self.attack_param))
 
     def build_attack(self):
-        """The attack on the current ``module_`` (None if ``attack`` is None)."""
-        return None if self.attack is None else self._attack_on(self.module_)
+        """The attack on the current ``module_`` (None without a training attack)."""
+        return None if self.training_attack() is None else self._attack_on(self.module_)
 
     def adversarial_examples(self, X, y):
         """Adversarial examples of the current module for a batch (tensors on the net's device)."""

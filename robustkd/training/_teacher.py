@@ -5,7 +5,6 @@ each trained adversarially against a different attack, so each becomes robust in
 its own way. :class:`AdversarialTeacher` is one such clone; :class:`TeacherPool`
 fits one per attack with joblib.
 """
-import numbers
 
 import torch
 from skorch import NeuralNetClassifier
@@ -13,7 +12,7 @@ from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
 
 from .._base import SeededNetMixin, net_defaults
-from .._validation import check_nonnegative
+from .._validation import NONNEGATIVE, UNIT, Interval, Options
 from ..losses import OBJECTIVES, trades_loss
 from ._adversarial import AdversarialTrainingMixin
 
@@ -35,17 +34,17 @@ class AdversarialTeacher(SeededNetMixin, AdversarialTrainingMixin, NeuralNetClas
 
     ``objective="trades"`` trains with TRADES (Zhang et al., 2019) instead:
     ``CE(f(x), y) + beta * KL(f(x) || f(x'))`` (:func:`robustkd.losses.trades_loss`), where ``x'``
-    maximises the KL divergence from the clean prediction (the ``"pgd_kl"`` attack, which
-    ``attack="auto"`` picks for it). TRADES trades a little clean accuracy for robustness through
+    maximises the KL divergence from the clean prediction: TRADES as published is
+    ``objective="trades", attack="pgd_kl"`` (another training attack, e.g. ``"fgsm_rs"``, gives a variant). TRADES trades a little clean accuracy for robustness through
     ``beta``, and costs one forward-backward pass more per example than Madry's objective.
 
     Parameters
     ----------
     module : torch.nn.Module class or instance
         Must return **logits**, e.g. :class:`robustkd.models.SmallCNN`.
-    attack : str or None, default="auto"
-        Registry name of the training attack (see :func:`robustkd.attacks.available_attacks`);
-        ``"auto"`` is ``"pgd"`` for ``objective="madry"`` and ``"pgd_kl"`` for ``"trades"``.
+    attack : str or None, default="pgd"
+        Registry name of the training attack (see :func:`robustkd.attacks.available_attacks`); None trains a
+        standard model.
         The fast training attacks ``"fgsm_rs"`` and ``"nfgsm"`` cost one forward-backward pass per
         example against eleven for PGD-10.
     eps : float, default=0.1
@@ -105,10 +104,17 @@ class AdversarialTeacher(SeededNetMixin, AdversarialTrainingMixin, NeuralNetClas
     """
 
     prefixes_ = NeuralNetClassifier.prefixes_ + ["attack"]
-    objective = "madry"   # for teachers pickled before TRADES existed (their __dict__ has no objective)
-    beta = 6.0
+    _parameter_constraints = {
+        "attack": [str, None],
+        "eps": [NONNEGATIVE],
+        "adv_ratio": [UNIT],
+        "objective": [Options(*OBJECTIVES)],
+        "beta": [NONNEGATIVE],
+        "clip_min": [Interval()],
+        "clip_max": [Interval()],
+    }
 
-    def __init__(self, module, *, attack="auto", eps=0.1, adv_ratio=1.0, objective="madry", beta=6.0, clip_min=0.0,
+    def __init__(self, module, *, attack="pgd", eps=0.1, adv_ratio=1.0, objective="madry", beta=6.0, clip_min=0.0,
                  clip_max=1.0, random_state=None, criterion=torch.nn.CrossEntropyLoss, optimizer=torch.optim.Adam,
                  lr=1e-3, **kwargs):
         super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, **net_defaults(kwargs))
@@ -121,29 +127,17 @@ class AdversarialTeacher(SeededNetMixin, AdversarialTrainingMixin, NeuralNetClas
         self.clip_max = clip_max
         self.random_state = random_state
 
-    def training_attack(self):
-        """The training attack's registry name: ``attack``, with ``"auto"`` resolved by ``objective``."""
-        if self.attack == "auto":
-            return "pgd_kl" if self.objective == "trades" else "pgd"
-        return self.attack
-
     def check_training_readiness(self):
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {sorted(OBJECTIVES)}; got objective={self.objective!r}")
+        super().check_training_readiness()   # the parameters against their table, then skorch's checks
         if self.objective == "trades":
             if self.attack is None:
-                raise ValueError("objective='trades' needs a training attack; got attack=None (use attack='auto', "
-                                 "TRADES's 'pgd_kl')")
-            check_nonnegative(self.beta, "beta")
+                raise ValueError("objective='trades' needs a training attack; got attack=None (TRADES's is "
+                                 "attack='pgd_kl')")
             if self.adv_ratio != 1:
                 raise ValueError(f"adv_ratio must be 1 with objective='trades' (every sample is used clean and "
                                  f"adversarial); got adv_ratio={self.adv_ratio!r}")
         if self.attack is not None:
             self.check_training_attack("adversarial training")
-            if isinstance(self.adv_ratio, bool) or not isinstance(self.adv_ratio, numbers.Real) \
-                    or not 0 <= self.adv_ratio <= 1:
-                raise ValueError(f"adv_ratio must be a number in [0, 1]; got adv_ratio={self.adv_ratio!r}")
-        super().check_training_readiness()
 
     def adversarial_batch(self, Xi, yi):
         """Return the batch with its first ``round(adv_ratio * n)`` samples made adversarial.

@@ -6,15 +6,10 @@ from .._layout import channels_last
 from .._rng import seeded
 from ..attacks import check_eps, get_attack, share_memos
 from .checks import run_checks
-from ._threat_model import _attack_entries
-from .robust import _attack_names, _evaluate, _on_device, _prepare
+from ..threat_models import attack_entries, attack_names, union_name
+from ._robust import _evaluate, _on_device, _prepare
 
 __all__ = ["robustness_report", "plot_robustness_curves"]
-
-
-def union_name(pairs):
-    """``"autoattack@0.1+apgd_l2@1.5"``: how reports name a union threat model of ``(attack, eps)`` pairs."""
-    return "+".join(f"{a}@{e:g}" for a, e in pairs)
 
 
 def robustness_report(model, X, y=None, *, attacks=("fgsm", "pgd", "autoattack"), eps=(0.05, 0.1, 0.2, 0.3), batch_size=256,
@@ -47,14 +42,14 @@ def robustness_report(model, X, y=None, *, attacks=("fgsm", "pgd", "autoattack")
     as_frame : bool, default=False
         Return a pandas DataFrame (pandas must be installed) instead of records.
     checks : {"fast", "full"} or None, default="fast"
-        Sanity checks of the evaluation (:mod:`robustkd.checks`), which warn with a remedy:
+        Sanity checks of the evaluation (:mod:`robustkd.evaluation.checks`), which warn with a remedy:
         ``"fast"`` checks that the model returns logits, that its input gradients are
         non-zero and finite, that it is deterministic, and that accuracy does not rise
         with eps; ``"full"`` also runs PGD with eps covering the input range (must reach
         ~0), a stronger PGD (50 steps, 2 restarts) and gradient-free SPSA at the largest
         eps on up to 200 samples. None skips them.
     check_params : dict, optional
-        Budgets of the checks, passed to :func:`robustkd.checks.run_checks`: ``max_samples``,
+        Budgets of the checks, passed to :func:`robustkd.evaluation.checks.run_checks`: ``max_samples``,
         ``large_eps_steps``, ``strong_steps``, ``restarts``, ``spsa_params``.
     union : list of (str, float) pairs, optional
         A **union threat model**, each attack at its own budget, e.g. ``[("autoattack", 0.1),
@@ -72,13 +67,13 @@ def robustness_report(model, X, y=None, *, attacks=("fgsm", "pgd", "autoattack")
     """
     if checks not in ("fast", "full", None):
         raise ValueError(f'checks must be "fast", "full" or None; got checks={checks!r}')
-    attacks = _attack_names(attacks)
+    attacks = attack_names(attacks)
     if not all(isinstance(a, str) for a in attacks):
         raise TypeError(f"attacks must be attack names for a report over eps; got {attacks!r}")
     eps_list = [check_eps(e) for e in (eps if isinstance(eps, (list, tuple, np.ndarray)) else [eps])]
     if not eps_list or min(eps_list) <= 0:
         raise ValueError(f"eps must be a non-empty list of budgets > 0; got eps={eps!r}")
-    members = [] if union is None else _attack_entries(union)
+    members = [] if union is None else attack_entries(union)
     if union is not None and (not members or any(e is None or not isinstance(a, str) for a, e in members)):
         raise ValueError(f"union must be a non-empty list of (attack name, eps) pairs; got union={union!r}")
     attack_params = dict(attack_params or {})

@@ -17,7 +17,7 @@ from .._validation import (check_device, check_images, check_positive_int, encod
 from .._layout import channels_last
 from .._rng import seeded
 from ..attacks import attack_mode, check_eps, perturb, sample_seeds
-from ._threat_model import _attack_entries, _attack_names, _build_grid  # noqa: F401  (_attack_names: report)
+from ..threat_models import attack_entries, build_attacks
 
 __all__ = ["robust_mask", "robust_score", "make_robust_scorer"]
 
@@ -163,12 +163,12 @@ def robust_mask(model, X, y=None, attack="pgd", *, eps=None, batch_size=256, dev
         Unknown attack, negative eps, mismatched lengths, labels outside the model's
         classes, or ``X`` outside ``[clip_min, clip_max]``.
     """
-    entries = _attack_entries(attack)
+    entries = attack_entries(attack)
     if eps is not None:
         eps = check_eps(eps)
     batch_size = check_positive_int(batch_size, "batch_size")
     module, X, y, device = _prepare(model, X, y, clip_min, clip_max, device)
-    grid = _build_grid(module, entries, eps, clip_min, clip_max, attack_params)
+    grid = build_attacks(module, entries, eps, clip_min, clip_max, attack_params)
     with seeded(random_state, device.type == "cuda"):
         clean, masks = _evaluate(module, X, y, grid, batch_size=batch_size, device=device, sequential=True,
                                  random_state=random_state)
@@ -222,7 +222,7 @@ def robust_score(model, X, y=None, attack="pgd", *, eps=None, batch_size=256, de
     Examples
     --------
     >>> import torch
-    >>> from robustkd.scoring import robust_score
+    >>> from robustkd import robust_score
     >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
     <torch._C.Generator object at ...>
     >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
@@ -275,11 +275,11 @@ def make_robust_scorer(attack="pgd", eps=None, **kwargs):
 
     Examples
     --------
-    >>> from robustkd.scoring import make_robust_scorer
+    >>> from robustkd import make_robust_scorer
     >>> make_robust_scorer("fgsm", eps=0.1)
     make_robust_scorer(attack='fgsm', eps=0.1)
     """
-    _attack_entries(attack)
+    attack_entries(attack)
     if eps is not None:
         check_eps(eps)
     return _RobustScorer(attack, eps, kwargs)
