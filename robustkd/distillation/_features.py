@@ -9,6 +9,7 @@ from torch import nn
 
 from .._validation import as_array, check_nonnegative
 from ..losses import feature_matching_loss
+from ._teachers import batch_inputs
 
 __all__ = ["FeatureMatchingMixin", "feature_layers_of"]
 
@@ -197,7 +198,7 @@ class FeatureMatchingMixin:
         features = getattr(self, "_student_features", None)
         if not features:
             return None
-        x = torch.as_tensor(X["X"] if isinstance(X, dict) else X, device=self.device).detach()
+        x = batch_inputs(X, self.device).detach()
         layers = self.feature_layers_
         with torch.no_grad():
             targets = [self._teacher_features(teacher, x, layers) for teacher in self.teachers_]

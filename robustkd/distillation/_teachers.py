@@ -8,7 +8,7 @@ from torch import nn
 from .._input_gradients import input_gradients
 from ..training import TeacherPool
 
-__all__ = ["FrozenTeachers", "FrozenTeachersMixin", "teacher_list", "fresh_student", "TeacherOutputs"]
+__all__ = ["FrozenTeachers", "teacher_list", "fresh_student", "TeacherOutputs", "batch_inputs"]
 
 
 def teacher_list(teachers):
@@ -161,31 +161,7 @@ class TeacherOutputs(torch.utils.data.Dataset):
         return self.dataset.y
 
 
-class FrozenTeachersMixin:
-    """How a distiller holds its ``frozen_teachers_``: out of the optimizer, and pickled once (as ``teachers``)."""
-
-    @property
-    def teachers_(self):
-        """The frozen teacher modules (a ``ModuleList``)."""
-        return self.frozen_teachers_.teachers
-
-    def get_all_learnable_params(self):
-        """Only the student's (and criterion's) parameters: the frozen teachers stay out of the optimizer."""
-        frozen = {id(p) for p in self.frozen_teachers_.parameters()}
-        for name, param in super().get_all_learnable_params():
-            if id(param) not in frozen:
-                yield name, param
-
-    def __getstate__(self):
-        # the frozen teachers are copies of self.teachers, which is pickled anyway: store them once
-        frozen = self.__dict__.pop("frozen_teachers_", None)
-        try:
-            return super().__getstate__()
-        finally:
-            if frozen is not None:
-                self.frozen_teachers_ = frozen
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if getattr(self, "initialized_", False):
-            self.frozen_teachers_ = FrozenTeachers(teacher_list(self.teachers)).to(self.device)
+def batch_inputs(X, device=None):
+    """The inputs of a batch as a tensor (on ``device``): ``X`` itself, or ``X["X"]`` for a batch of a
+    :class:`TeacherOutputs` dataset, which carries the teachers' cached signals beside the inputs."""
+    return torch.as_tensor(X["X"] if isinstance(X, dict) else X, device=device)
