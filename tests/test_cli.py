@@ -375,4 +375,6 @@ def test_the_tradeoff_figure_reads_autoattack_at_the_training_eps_and_draws_the_
     assert [p[0] for p in frontier(points)] == ["standard", "teacher_pgd", "mtkd_adversarial"]
     worst = [dict(r, attack="worst_case") if r["attack"] == "autoattack" else r for r in rows]
     assert tradeoff_points(dict(summary, results=worst))[1] == "worst_case"
+    # teachers trained at an eps the grid lacks: the nearest eps of the grid (0.2 for 0.25)
+    assert tradeoff_points(dict(summary, config={"train_eps": 0.25}))[0] == points
 

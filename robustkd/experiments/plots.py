@@ -23,12 +23,15 @@ def _family(method):
 def tradeoff_points(summary):
     """Per model of a run: ``(method, family, clean accuracy, robust accuracy, fit seconds)``.
 
-    The robust accuracy is AutoAttack's at the teachers' training eps when the run scored AutoAttack (on its
-    subset of test images), else the worst case over the run's attacks there.
+    The robust accuracy is AutoAttack's at the teachers' training eps (or the nearest eps of the run's grid)
+    when the run scored AutoAttack (on its subset of test images), else the worst case over the run's attacks
+    there.
     """
-    rows, eps = summary["results"], summary["config"]["train_eps"]
+    rows = summary["results"]
     attacks = {r["attack"] for r in rows}
     attack = "autoattack" if "autoattack" in attacks else "worst_case"
+    grid = sorted({r["eps"] for r in rows if r["attack"] == attack and r["eps"] is not None})
+    eps = min(grid, key=lambda e: abs(e - summary["config"]["train_eps"]), default=None)   # the nearest in the grid
     cell = {(r["method"], r["attack"], r["eps"]): r["accuracy"] for r in rows}
     points = []
     for m in summary["methods"]:
@@ -62,6 +65,8 @@ def plot_tradeoff(summary, path):
 
     points, attack = tradeoff_points(summary)
     cfg = summary["config"]
+    eps = min({r["eps"] for r in summary["results"] if r["attack"] == attack and r["eps"] is not None},
+              key=lambda e: abs(e - cfg["train_eps"]))
     fig, ax = plt.subplots(figsize=(7.5, 5.2))
     for family, colour in FAMILY_COLOURS.items():
         members = [p for p in points if p[1] == family]
@@ -76,7 +81,7 @@ def plot_tradeoff(summary, path):
         ax.annotate(label, (robust, clean), textcoords="offset points", xytext=(4, 3), fontsize=6.5)
     n = next((r["n_samples"] for r in summary["results"] if r["attack"] == attack), summary["split"]["n_test"])
     what = "AutoAttack" if attack == "autoattack" else "worst case over the attacks"
-    ax.set_xlabel(f"{what} accuracy at eps={cfg['train_eps']:g} ({n} test images)")
+    ax.set_xlabel(f"{what} accuracy at eps={eps:g} ({n} test images)")
     ax.set_ylabel(f"clean accuracy ({summary['split']['n_test']} test images)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower left")
