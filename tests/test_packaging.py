@@ -96,3 +96,24 @@ def test_docs_page_uses_the_generated_reference():
     assert re.search(r"^\s+cli$", _read("docs", "index.rst"), re.M)
     conf = _read("docs", "conf.py")
     assert '"cli_reference"' in conf
+
+
+def test_results_tables_are_the_files_numbers():
+    """docs/_ext/results_table.py renders a results.json: one row per method, each cell the file's accuracy."""
+    import json
+    import sys
+
+    sys.path.insert(0, os.path.join(ROOT, "docs", "_ext"))
+    try:
+        from results_table import render_rows
+    finally:
+        sys.path.pop(0)
+    summary = json.load(open(os.path.join(ROOT, "docs", "results", "data", "digits.json"), encoding="utf-8"))
+    rows = render_rows(summary, fit_time=True)
+    assert rows[0][:2] == ["method", "clean"] and rows[0][-1] == "fit s"
+    assert [r[0] for r in rows[1:]] == summary["methods"]
+    eps = [float(h.split()[1]) for h in rows[0][2:-1]]
+    cell = {(r["method"], r["attack"], r["eps"]): r["accuracy"] for r in summary["results"]}
+    for row in rows[1:]:
+        assert row[1] == f"{cell[(row[0], 'clean', 0.0)]:.3f}"
+        assert row[2:-1] == [f"{cell[(row[0], 'worst_case', e)]:.3f}" for e in eps]

@@ -20,6 +20,15 @@ def _family(method):
     return next(label for prefix, label, _, _ in FAMILIES if method.startswith(prefix))
 
 
+def _robust_cell(summary):
+    """``(attack, eps)`` of the trade-off's robust accuracy: AutoAttack if the run scored it, else the worst case,
+    at the teachers' training eps or the nearest eps of the run's grid."""
+    rows = summary["results"]
+    attack = "autoattack" if any(r["attack"] == "autoattack" for r in rows) else "worst_case"
+    grid = sorted({r["eps"] for r in rows if r["attack"] == attack and r["eps"] is not None})
+    return attack, min(grid, key=lambda e: abs(e - summary["config"]["train_eps"]), default=None)
+
+
 def tradeoff_points(summary):
     """Per model of a run: ``(method, family, clean accuracy, robust accuracy, fit seconds)``.
 
@@ -28,10 +37,7 @@ def tradeoff_points(summary):
     there.
     """
     rows = summary["results"]
-    attacks = {r["attack"] for r in rows}
-    attack = "autoattack" if "autoattack" in attacks else "worst_case"
-    grid = sorted({r["eps"] for r in rows if r["attack"] == attack and r["eps"] is not None})
-    eps = min(grid, key=lambda e: abs(e - summary["config"]["train_eps"]), default=None)   # the nearest in the grid
+    attack, eps = _robust_cell(summary)
     cell = {(r["method"], r["attack"], r["eps"]): r["accuracy"] for r in rows}
     points = []
     for m in summary["methods"]:
@@ -65,8 +71,7 @@ def plot_tradeoff(summary, path):
 
     points, attack = tradeoff_points(summary)
     cfg = summary["config"]
-    eps = min({r["eps"] for r in summary["results"] if r["attack"] == attack and r["eps"] is not None},
-              key=lambda e: abs(e - cfg["train_eps"]))
+    eps = _robust_cell(summary)[1]
     fig, ax = plt.subplots(figsize=(7.5, 5.2))
     for family, colour in FAMILY_COLOURS.items():
         members = [p for p in points if p[1] == family]
@@ -76,9 +81,15 @@ def plot_tradeoff(summary, path):
     front = frontier(points)
     ax.plot([p[3] for p in front], [p[2] for p in front], color="0.3", linestyle="--", linewidth=1, zorder=2,
             label="trade-off frontier")
+    placed = []   # the label of a point close to an earlier one goes to its left, so names do not overlap
+    span_x = max((p[3] for p in points), default=1) - min((p[3] for p in points), default=0) or 1
+    span_y = max((p[2] for p in points), default=1) - min((p[2] for p in points), default=0) or 1
     for m, _, clean, robust, seconds in points:
         label = m if seconds is None else f"{m} ({seconds:.0f} s)"
-        ax.annotate(label, (robust, clean), textcoords="offset points", xytext=(4, 3), fontsize=6.5)
+        near = sum(abs(robust - x) < 0.12 * span_x and abs(clean - y) < 0.03 * span_y for x, y in placed)
+        ax.annotate(label, (robust, clean), textcoords="offset points", fontsize=6.5,
+                    **(dict(xytext=(-4, -9 * near), ha="right") if near else dict(xytext=(4, 3))))
+        placed.append((robust, clean))
     n = next((r["n_samples"] for r in summary["results"] if r["attack"] == attack), summary["split"]["n_test"])
     what = "AutoAttack" if attack == "autoattack" else "worst case over the attacks"
     ax.set_xlabel(f"{what} accuracy at eps={eps:g} ({n} test images)")
