@@ -25,7 +25,7 @@ student = MultiTeacherDistiller(pool, max_epochs=15, batch_size=64, train_split=
                                 random_state=0).fit(X_train, y_train)
 
 rows = []
-for name, model in [("standard", standard), ("PGD teacher", pool.teachers_[1]), ("MTKD-AR student", student)]:
+for name, model in [("standard", standard), ("PGD teacher", pool.teachers_[1]), ("robustkd default student", student)]:
     report = robustness_report(model, X_test, y_test, attacks=["fgsm", "pgd"], eps=[0.05, 0.1, 0.2, 0.3],
                                random_state=0)
     rows += [dict(row, method=name) for row in report]
