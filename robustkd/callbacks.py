@@ -8,7 +8,7 @@ from skorch.callbacks import Callback
 
 from .exceptions import RobustKDWarning
 from .evaluation import robust_score
-from .threat_models import training_norm
+from .threat_models import training_eps, training_norm
 from ._validation import NONNEGATIVE, POSITIVE, POSITIVE_INT, UNIT, Interval, check_params
 
 __all__ = ["RobustAccuracy", "RobustEarlyStopping", "OneCycleSchedule", "WeightAveraging", "TeacherWeights"]
@@ -86,11 +86,6 @@ def _arrays(dataset):
     return X, dataset.y
 
 
-def _net_eps(net):
-    """The budget of a net's training attack (None without one)."""
-    return net.training_eps() if hasattr(net, "training_eps") else getattr(net, "eps", None)
-
-
 class RobustEarlyStopping(_CheckedCallback):
     """Model selection by robust accuracy on the validation split, and a guard against catastrophic overfitting.
 
@@ -158,7 +153,7 @@ class RobustEarlyStopping(_CheckedCallback):
         self.attack_params = attack_params
 
     def on_train_begin(self, net, **kwargs):
-        if self.eps is None and _net_eps(net) is None:
+        if self.eps is None and training_eps(net) is None:
             raise ValueError("RobustEarlyStopping needs eps: pass eps=... or use it on a net with an eps")
         self.best_, self.best_fgsm_, self.best_epoch_, self.best_state_, self.misses_ = -1.0, 0.0, None, None, 0
 
@@ -168,7 +163,7 @@ class RobustEarlyStopping(_CheckedCallback):
                              "skorch.dataset.ValidSplit(0.1) (data held out from training, never the test set)")
         X, y = _arrays(dataset_valid)
         X, y = X[:self.max_samples], np.asarray(y[:self.max_samples])
-        eps = self.eps if self.eps is not None else _net_eps(net)
+        eps = self.eps if self.eps is not None else training_eps(net)
         l2 = self.eps is None and training_norm(net) == "l2"   # eps is then an L2 radius
         attack = "pgd_l2" if l2 and self.attack == "pgd" else self.attack
         robust = robust_score(net.module_, X, y, attack, eps=eps, random_state=self.random_state,

@@ -12,7 +12,7 @@ import numbers
 from .attacks import available_attacks, check_eps, get_attack
 
 __all__ = ["is_budget_pair", "attack_entries", "attack_names", "build_attacks", "union_name", "training_norm",
-           "threat_model"]
+           "training_eps", "threat_model"]
 
 
 def is_budget_pair(a):
@@ -159,6 +159,22 @@ def training_norm(net):
     return spec["norm"] if spec else None
 
 
+def training_eps(net):
+    """The budget of a net's training attack, or None when it has none.
+
+    Parameters
+    ----------
+    net : estimator
+        A net with ``training_eps()`` (:class:`~robustkd.AdversarialTeacher`, a distiller) or an ``eps``.
+
+    Returns
+    -------
+    float or None
+        The budget, in the units of the attack's norm.
+    """
+    return net.training_eps() if hasattr(net, "training_eps") else getattr(net, "eps", None)
+
+
 def threat_model(net):
     """``(attack, eps)`` that measures a net's robustness in its own threat model: PGD of its training attack's
     norm (``"pgd"`` or ``"pgd_l2"``) at its training budget; None when it has no known training attack.
@@ -181,7 +197,7 @@ def threat_model(net):
     ('pgd', 0.1)
     """
     norm = training_norm(net)
-    eps = net.training_eps() if hasattr(net, "training_eps") else getattr(net, "eps", None)
+    eps = training_eps(net)
     if norm is None or eps is None:
         return None
     return ("pgd_l2" if norm == "l2" else "pgd"), float(eps)
