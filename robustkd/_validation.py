@@ -180,6 +180,12 @@ def check_positive_int(value, name):
     return int(check_value(value, name, [POSITIVE_INT]))
 
 
+def check_n_jobs(value, name="n_jobs"):
+    """Return ``value`` as an int after checking it is joblib's kind of ``n_jobs``: >= 1, or <= -1 (-1: every
+    core, -2: all but one, ...)."""
+    return int(check_value(value, name, [POSITIVE_INT, Interval(None, -1, integer=True)]))
+
+
 class Interval:
     """A constraint: a real number (or, with ``integer=True``, an integer; never a bool) between ``low`` and
     ``high`` (None: unbounded), each end included or not as ``closed`` says; always finite."""

@@ -84,7 +84,7 @@ def cmd_evaluate(args):
     start = time.perf_counter()
     attacks = list(dict.fromkeys(args.attacks + (["autoattack"] if args.autoattack else [])))
     rows = robustness_report(net, X_test, y_test, attacks=attacks, eps=args.eps, random_state=args.seed,
-                             device=args.device)
+                             device=args.device, n_jobs=args.eval_jobs)
     eval_s = time.perf_counter() - start
     title = "\n".join([f"Standard SmallCNN on {args.dataset}: {len(X_train)} training / {len(X_test)} test images, "
                        f"{args.epochs} epochs (fit {fit_s:.1f}s, attacks {eval_s:.1f}s)"]
@@ -173,7 +173,7 @@ def _add_config_option(parser, name, aliases=(), **override):
     parser.add_argument(_option_name(name), *aliases, **kwargs)
 
 
-SHARED = ("dataset", "data_home", "download", "epochs", "n_train", "n_test", "seed", "device")
+SHARED = ("dataset", "data_home", "download", "epochs", "n_train", "n_test", "seed", "device", "eval_jobs")
 
 
 def build_parser():

@@ -179,3 +179,55 @@ def test_autoattack_is_never_above_its_members_and_matches_the_original(standard
     with torch.no_grad():
         reference = (module(adv).argmax(1).numpy() == y).mean()
     assert abs(suite.mean() - reference) <= 0.02, (suite.mean(), reference)
+
+
+@pytest.mark.parametrize("name, params", [("apgd", dict(n_iter=10, n_target_classes=3)),
+                                          ("square", dict(n_queries=100)),
+                                          ("autoattack", dict(n_iter=10, n_target_classes=3, n_queries=100))])
+def test_an_eps_grid_run_as_one_gives_each_budget_its_chained_result(teacher_pool, digits, name, params):
+    # the report runs an attack over the whole grid at once (one budget per sample); the masks must be
+    # those of the attack run at each eps apart, chained: robust at eps_k = robust at eps_(k-1) and survives eps_k
+    from robustkd import robustness_report
+
+    _, X_test, _, y_test = digits
+    X, y = X_test[:120], y_test[:120]
+    net = teacher_pool.teachers_[1]
+    grid = [0.05, 0.1, 0.2]
+    rows = robustness_report(net, X, y, attacks=[name], eps=grid, random_state=0, checks=None,
+                             attack_params={name: params})
+    chained = robust_mask(net, X, y, eps=0)
+    for e in grid:
+        chained = chained & robust_mask(net, X, y, name, eps=e, random_state=0, **params)
+        got = next(r["accuracy"] for r in rows if r["attack"] == name and r["eps"] == e)
+        assert got == pytest.approx(chained.mean()), (e, got, chained.mean())
+
+
+def test_apgd_and_square_with_one_budget_per_sample_equal_runs_at_each_budget(standard_net, digits):
+    from robustkd.attacks import perturb, sample_seeds
+
+    _, X_test, _, y_test = digits
+    x, y = torch.from_numpy(X_test[:40]), torch.from_numpy(y_test[:40])
+    module = standard_net.module_
+    budgets = torch.tensor([0.05, 0.2] * 20)
+    seeds = sample_seeds(0, range(40))
+    for name, params in (("apgd_t", dict(n_iter=10, n_target_classes=2)), ("square", dict(n_queries=50)),
+                         ("fab_t", dict(n_iter=10, n_target_classes=2))):
+        attack = get_attack(name, module, eps=0.2, **params)
+        together = perturb(attack, x, y, sample_seeds=seeds, eps=budgets)
+        assert ((together - x).abs().flatten(1).max(1)[0] <= budgets + 1e-6).all()
+        for e in (0.05, 0.2):
+            rows = (budgets == e).nonzero().squeeze(1)
+            alone = perturb(get_attack(name, module, eps=e, **params), x[rows], y[rows],
+                            sample_seeds=seeds[rows.numpy()])
+            assert torch.allclose(together[rows], alone, atol=1e-6), (name, e)
+
+
+def test_one_budget_per_sample_is_refused_by_attacks_that_do_not_take_it(standard_net):
+    from robustkd.attacks import perturb
+
+    attack = get_attack("pgd", standard_net.module_, eps=0.1)
+    with pytest.raises(ValueError, match="does not take one budget per sample"):
+        perturb(attack, torch.rand(4, 1, 8, 8), torch.zeros(4, dtype=torch.long), eps=torch.full((4,), 0.1))
+    apgd = get_attack("apgd_ce", standard_net.module_, eps=0.1)
+    with pytest.raises(ValueError, match=r"eps must be one budget per sample, of shape \(4,\); got shape \(3,\)"):
+        perturb(apgd, torch.rand(4, 1, 8, 8), torch.zeros(4, dtype=torch.long), eps=torch.full((3,), 0.1))

@@ -29,6 +29,7 @@ def test_evaluate_prints_a_full_table_and_writes_csv(tmp_path, capsys):
     (["evaluate", "--attacks", "pgd,foo"], "unknown attack(s) ['foo']"),
     (["evaluate", "--eps", "0,0.1"], "eps values must be finite and > 0"),
     (["evaluate", "--epochs", "0"], "--epochs must be >= 1"),
+    (["evaluate", "--eval-jobs", "0"], "--eval-jobs must be an integer >= 1 or <= -1 (-1: every core); got 0"),
 ])
 def test_bad_arguments_exit_nonzero_with_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as info:
@@ -105,7 +106,7 @@ def test_protocols_fill_only_the_unset_fields():
     assert (fashion.n_train, fashion.n_test, fashion.epochs, fashion.attacks, fashion.train_eps) == (
         None, None, 10, ("fgsm", "fgsm_rs", "nfgsm"), 0.1)
     assert (fashion.lr_schedule, fashion.valid_size, fashion.autoattack_n_test, fashion.eval_attacks) == (
-        "onecycle", 1000, 500, ("fgsm", "pgd"))
+        "onecycle", 1000, 1000, ("fgsm", "pgd"))
     mine = ExperimentConfig(dataset="fashion-mnist", epochs=3, autoattack_n_test=0, lr_schedule="constant").resolved()
     assert (mine.epochs, mine.autoattack_n_test, mine.lr_schedule, mine.lr) == (3, 0, "constant", 0.004)
     digits = ExperimentConfig().resolved()

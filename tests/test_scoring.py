@@ -234,3 +234,24 @@ def test_report_union_row_reuses_its_cells_and_runs_the_others(teacher_pool, dig
     plot_robustness_curves(rows)          # a union row has no eps: plots leave it out
     with pytest.raises(ValueError, match="union must be a non-empty list of"):
         robustness_report(model, X, y, attacks=["fgsm"], eps=[0.1], union=["pgd"], checks=None)
+
+
+@pytest.mark.parametrize("attack, params", [("pgd", {}), (["fgsm", "bim"], {}), ("apgd", dict(n_iter=10)),
+                                            ("spsa", dict(nb_iter=2, nb_sample=8))])
+def test_attacking_in_threads_gives_the_same_masks_and_restores_torch_threads(standard_net, digits, attack, params):
+    # samples are attacked in threads, one torch thread each; an attack drawing from torch's global RNG (SPSA)
+    # runs in one thread, so that random_state still gives the same result
+    _, X_test, _, y_test = digits
+    X, y = X_test[:90], y_test[:90]
+    threads = torch.get_num_threads()
+    alone = robust_mask(standard_net, X, y, attack, eps=0.1, random_state=0, batch_size=16, **params)
+    together = robust_mask(standard_net, X, y, attack, eps=0.1, random_state=0, n_jobs=2, batch_size=16, **params)
+    assert np.array_equal(alone, together)
+    assert torch.get_num_threads() == threads
+
+
+@pytest.mark.parametrize("n_jobs", [0, 1.5, "2", True])
+def test_bad_n_jobs_is_refused_by_name(standard_net, digits, n_jobs):
+    _, X_test, _, y_test = digits
+    with pytest.raises(ValueError, match=r"n_jobs must be an integer >= 1 or an integer <= -1; got n_jobs="):
+        robust_score(standard_net, X_test[:4], y_test[:4], eps=0.1, n_jobs=n_jobs)

@@ -23,9 +23,9 @@ from ._fast import NoisyFGSM
 from ._square import Square
 from ._trades import KLPGD
 from ._registry import AttackSpec, available_attacks, check_attack_name, check_eps, get_attack, register_attack
-from ._run import attack_mode, perturb, sample_seeds, share_memos
+from ._run import attack_mode, draws_nothing_shared, perturb, sample_seeds, share_memos
 
 __all__ = ["AttackSpec", "register_attack", "available_attacks", "get_attack", "check_eps", "check_attack_name",
-           "perturb", "attack_mode", "sample_seeds", "share_memos", "EpsBoundedCW", "SeededStartLinfPGD",
+           "perturb", "attack_mode", "sample_seeds", "share_memos", "draws_nothing_shared", "EpsBoundedCW", "SeededStartLinfPGD",
            "SeededStartL2PGD",
            "APGD", "Cascade", "Square", "FABTargeted", "NoisyFGSM", "KLPGD"]

@@ -93,6 +93,8 @@ class EpsBoundedCW(_adv.Attack, _adv.LabelMixin):
         ``abort_early``, ``initial_const``, ``targeted``).
     """
 
+    deterministic = True
+
     def __init__(self, predict, eps, clip_min=0.0, clip_max=1.0, **cw_params):
         super().__init__(predict, None, clip_min, clip_max)
         self.eps = float(eps)
@@ -127,13 +129,21 @@ class _ParamsRepr:
 class FGSM(_ParamsRepr, _adv.GradientSignAttack):
     """advertorch's ``GradientSignAttack`` with a parameter-listing ``repr``."""
 
+    deterministic = True
+
 
 class BIM(_ParamsRepr, _adv.LinfBasicIterativeAttack):
     """advertorch's ``LinfBasicIterativeAttack`` with a parameter-listing ``repr``."""
 
+    @property
+    def deterministic(self):
+        return not self.rand_init
+
 
 class MIM(_ParamsRepr, _adv.MomentumIterativeAttack):
     """advertorch's ``MomentumIterativeAttack`` with a parameter-listing ``repr``."""
+
+    deterministic = True
 
 
 class SPSA(_ParamsRepr, _adv.LinfSPSAAttack):

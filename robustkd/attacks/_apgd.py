@@ -46,6 +46,18 @@ def _mixed(seeds, salt):
     return (z >> np.uint64(1)).astype(np.int64)
 
 
+def _budgets(eps, default, x):
+    """Per-sample budgets as a tensor of shape ``(n, 1, ...)`` (broadcasting over one sample of ``x``):
+    ``eps`` (shape ``(n,)``), or ``default`` for every sample."""
+    view = (len(x),) + (1,) * (x.dim() - 1)
+    if eps is None:
+        return torch.full(view, default, dtype=x.dtype, device=x.device)
+    eps = torch.as_tensor(eps, dtype=x.dtype, device=x.device)
+    if eps.shape != (len(x),):
+        raise ValueError(f"eps must be one budget per sample, of shape ({len(x)},); got shape {tuple(eps.shape)}")
+    return eps.view(view)
+
+
 class APGD(ParamsRepr):
     """Auto-PGD on the cross-entropy, DLR or targeted DLR loss.
 
@@ -75,11 +87,13 @@ class APGD(ParamsRepr):
     -----
     ``perturb(x, y, sample_seeds=...)`` draws sample i's random start of restart r (and target
     class t) from ``sample_seeds[i]``, so results do not depend on the batch; without seeds the
-    starts come from torch's global RNG. Returns, per sample, the first adversarial example found,
-    else the point of highest loss.
+    starts come from torch's global RNG. ``perturb(x, y, eps=...)`` gives each sample its own budget
+    (a tensor of shape ``(n,)``), so one run covers a grid of budgets. Returns, per sample, the first
+    adversarial example found, else the point of highest loss.
     """
 
     accepts_sample_seeds = True
+    accepts_sample_eps = True
 
     def __init__(self, predict, eps, *, norm="linf", loss="ce", n_iter=100, n_restarts=1, n_target_classes=9,
                  rho=0.75, clip_min=0.0, clip_max=1.0):
@@ -100,16 +114,16 @@ class APGD(ParamsRepr):
         norm = flat.abs().max(1)[0] if self.norm == "linf" else flat.norm(dim=1)
         return t / (norm.view(-1, *[1] * (t.dim() - 1)) + 1e-12)
 
-    def _project(self, x, x_new):
+    def _project(self, x, x_new, eps):
         if self.norm == "linf":
-            x_new = torch.min(torch.max(x_new, x - self.eps), x + self.eps)
+            x_new = torch.min(torch.max(x_new, x - eps), x + eps)
         else:
             delta = x_new - x
             norm = delta.flatten(1).norm(dim=1).view(-1, *[1] * (x.dim() - 1))
-            x_new = x + self._normalize(delta) * torch.clamp(norm, max=self.eps)
+            x_new = x + self._normalize(delta) * torch.min(norm, eps)
         return x_new.clamp(self.clip_min, self.clip_max)
 
-    def _start(self, x, seeds):
+    def _start(self, x, eps, seeds):
         shape = x.shape[1:]
         if seeds is None:
             t = 2 * torch.rand_like(x) - 1 if self.norm == "linf" else torch.randn_like(x)
@@ -118,7 +132,7 @@ class APGD(ParamsRepr):
             draw = (lambda: 2 * torch.rand(shape, generator=gen) - 1) if self.norm == "linf" else \
                 (lambda: torch.randn(shape, generator=gen))
             t = torch.stack([(gen.manual_seed(int(s)), draw())[1] for s in seeds]).to(x.device, x.dtype)
-        return (x + self.eps * self._normalize(t)).clamp(self.clip_min, self.clip_max)
+        return (x + eps * self._normalize(t)).clamp(self.clip_min, self.clip_max)
 
     def _loss_and_grad(self, x_adv, y, y_target):
         x_adv = x_adv.clone().requires_grad_(True)
@@ -134,18 +148,17 @@ class APGD(ParamsRepr):
         return logits.detach(), loss.detach(), grad.detach()
 
     # -------------------------------------------------------------- one run
-    def _run(self, x, y, y_target=None, seeds=None):
-        """One APGD run; returns (still correct mask, adversarial examples, highest-loss points)."""
+    def _run(self, x, y, eps, y_target=None, seeds=None):
+        """One APGD run with budgets ``eps`` (shape ``(n, 1, ...)``); returns (still correct mask, adversarial
+        examples or highest-loss points)."""
         n_iter = self.n_iter
         k = max(int(0.22 * n_iter), 1)
         n_iter_min, size_decr = max(int(0.06 * n_iter), 1), max(int(0.03 * n_iter), 1)
-        view = (-1,) + (1,) * (x.dim() - 1)
-
-        x_adv = self._start(x, seeds)
+        x_adv = self._start(x, eps, seeds)
         logits, loss, grad = self._loss_and_grad(x_adv, y, y_target)
         correct = logits.argmax(1) == y
         x_found, x_best, grad_best, loss_best = x_adv.clone(), x_adv.clone(), grad.clone(), loss.clone()
-        step = torch.full((len(x),), 2.0 * self.eps, device=x.device).view(view)
+        step = 2.0 * eps
         x_old = x_adv.clone()
         loss_steps = torch.zeros(n_iter, len(x), device=x.device)
         best_at_check, reduced_at_check = loss_best.clone(), torch.ones_like(loss_best)
@@ -154,8 +167,8 @@ class APGD(ParamsRepr):
             with torch.no_grad():
                 momentum = 0.75 if i > 0 else 1.0
                 direction = torch.sign(grad) if self.norm == "linf" else self._normalize(grad)
-                z = self._project(x, x_adv + step * direction)
-                x_new = self._project(x, x_adv + (z - x_adv) * momentum + (x_adv - x_old) * (1 - momentum))
+                z = self._project(x, x_adv + step * direction, eps)
+                x_new = self._project(x, x_adv + (z - x_adv) * momentum + (x_adv - x_old) * (1 - momentum), eps)
                 x_old, x_adv = x_adv, x_new
             logits, loss, grad = self._loss_and_grad(x_adv, y, y_target)
             broken = logits.argmax(1) != y
@@ -180,9 +193,11 @@ class APGD(ParamsRepr):
         x_found[correct] = x_best[correct]
         return correct, x_found
 
-    def perturb(self, x, y, sample_seeds=None):
-        """Adversarial examples for ``(x, y)`` (see the class notes)."""
+    def perturb(self, x, y, sample_seeds=None, eps=None):
+        """Adversarial examples for ``(x, y)``, within ``eps`` per sample (default: ``self.eps``; see the class
+        notes)."""
         x, y = x.detach(), y.detach()
+        eps = _budgets(eps, self.eps, x)
         with torch.no_grad():
             clean_logits = self.predict(x)
         alive = clean_logits.argmax(1) == y
@@ -201,7 +216,7 @@ class APGD(ParamsRepr):
                 seeds = None if sample_seeds is None else _mixed(np.asarray(sample_seeds)[idx.cpu().numpy()],
                                                                  100 * restart + (t_rank or 0))
                 y_target = None if t_rank is None else clean_logits[idx].sort(dim=1)[1][:, -t_rank]
-                still, adv = self._run(x[idx], y[idx], y_target, seeds)
+                still, adv = self._run(x[idx], y[idx], eps[idx], y_target, seeds)
                 x_adv[idx] = adv
                 alive[idx] = still
         return x_adv

@@ -31,11 +31,17 @@ class Cascade:
         self.predict = predict
         self.attacks = list(attacks)
 
+    @property
+    def accepts_sample_eps(self):
+        """Whether every member takes one budget per sample (``perturb(..., eps=...)``)."""
+        return all(getattr(attack, "accepts_sample_eps", False) for _, attack in self.attacks)
+
     def __repr__(self):
         return "Cascade(" + ", ".join(f"{name}={attack!r}" for name, attack in self.attacks) + ")"
 
-    def perturb(self, x, y, sample_seeds=None):
-        """Adversarial examples for ``(x, y)``: the first attack's success per sample, else the last one's output."""
+    def perturb(self, x, y, sample_seeds=None, eps=None):
+        """Adversarial examples for ``(x, y)``: the first attack's success per sample, else the last one's output;
+        ``eps`` gives each sample its own budget (shape ``(n,)``, for members that take one)."""
         x, y = x.detach(), y.detach()
         with torch.no_grad():
             alive = self.predict(x).argmax(1) == y
@@ -48,6 +54,8 @@ class Cascade:
             if sample_seeds is not None and getattr(attack, "accepts_sample_seeds", False):
                 # the same per-sample seeds as each attack alone gets: a cascade is never above its members
                 kwargs["sample_seeds"] = np.asarray(sample_seeds)[idx.cpu().numpy()]
+            if eps is not None:
+                kwargs["eps"] = torch.as_tensor(eps)[idx.cpu()]
             adv = attack.perturb(x[idx], y[idx], **kwargs)
             with torch.no_grad():
                 broken = self.predict(adv).argmax(1) != y[idx]

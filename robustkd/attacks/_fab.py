@@ -17,6 +17,7 @@ import math
 
 import torch
 
+from ._apgd import _budgets
 from ._repr import ParamsRepr
 
 __all__ = ["FABTargeted", "project_linf"]
@@ -80,6 +81,8 @@ class FABTargeted(ParamsRepr):
     """
 
     _not_params = ("predict", "memo")    # the memo is shared work, not a parameter
+    deterministic = True
+    accepts_sample_eps = True
 
     def __init__(self, predict, eps, *, n_iter=100, n_target_classes=9, alpha_max=0.1, eta=1.05, beta=0.9,
                  clip_min=0.0, clip_max=1.0):
@@ -97,19 +100,19 @@ class FABTargeted(ParamsRepr):
                 self.clip_min, self.clip_max)
 
     def _runs(self, u0, y, y_target):
-        """``_run`` through the memo (keyed by each sample's bytes, label and target), when there is one."""
-        if self.memo is None:
-            return self._run(u0, y, y_target)
+        """``_run`` once per distinct (sample, label, target): through the shared memo when there is one, and
+        once for a sample that comes several times (at several budgets, see ``perturb(eps=...)``)."""
+        memo = {} if self.memo is None else self.memo
         rows = u0.detach().cpu().reshape(len(u0), -1).numpy()
         keys = [(row.tobytes(), int(a), int(b)) for row, a, b in zip(rows, y.tolist(), y_target.tolist())]
-        todo = [i for i, key in enumerate(keys) if key not in self.memo]
+        todo = list({key: i for i, key in reversed(list(enumerate(keys))) if key not in memo}.values())[::-1]
         if todo:
             sel = torch.tensor(todo, device=u0.device)
             best, dist = self._run(u0[sel], y[sel], y_target[sel])
             for i, b, d in zip(todo, best, dist.tolist()):
-                self.memo[keys[i]] = (b, d)
-        best = torch.stack([self.memo[key][0] for key in keys]) if keys else u0.clone()
-        dist = torch.tensor([self.memo[key][1] for key in keys], device=u0.device)
+                memo[keys[i]] = (b, d)
+        best = torch.stack([memo[key][0] for key in keys]) if keys else u0.clone()
+        dist = torch.tensor([memo[key][1] for key in keys], device=u0.device)
         return best, dist
 
     def _logits(self, u):
@@ -148,9 +151,11 @@ class FABTargeted(ParamsRepr):
                     u[i] = u0[i] + (u[i] - u0[i]) * self.beta
         return best, dist
 
-    def perturb(self, x, y):
-        """Adversarial examples for ``(x, y)``: per sample, the smallest one found within ``eps``, else ``x``."""
+    def perturb(self, x, y, eps=None):
+        """Adversarial examples for ``(x, y)``: per sample, the smallest one found within ``eps`` (one budget per
+        sample, shape ``(n,)``; default ``self.eps``), else ``x``."""
         x, y = x.detach(), y.detach()
+        eps = _budgets(eps, self.eps, x).flatten()
         width = self.clip_max - self.clip_min
         u0 = (x - self.clip_min) / width
         with torch.no_grad():
@@ -163,7 +168,7 @@ class FABTargeted(ParamsRepr):
                 break
             y_target = clean_logits[idx].sort(dim=1)[1][:, -t_rank]
             best, dist = self._runs(u0[idx], y[idx], y_target)
-            found = dist <= self.eps / width
+            found = dist <= eps[idx] / width
             x_adv[idx[found]] = self.clip_min + best[found] * width
             alive[idx[found]] = False
         return x_adv

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["attack_mode", "perturb", "sample_seeds", "share_memos"]
+__all__ = ["attack_mode", "perturb", "sample_seeds", "share_memos", "draws_nothing_shared"]
 
 
 def sample_seeds(random_state, indices, salt=0):
@@ -70,7 +70,7 @@ def attack_mode(module):
             p.requires_grad_(flag)
 
 
-def perturb(attack, x, y, sample_seeds=None):
+def perturb(attack, x, y, sample_seeds=None, eps=None):
     """Run ``attack`` on ``(x, y)`` and return detached adversarial examples.
 
     The attacked model (``attack.predict``) runs in eval mode with frozen
@@ -89,13 +89,28 @@ def perturb(attack, x, y, sample_seeds=None):
         ``accepts_sample_seeds = True``: PGD, PGD-L2, CW-L-inf; see :func:`sample_seeds`);
         ignored by the others.
 
+    eps : array-like of float of shape (n_samples,), optional
+        One budget per sample instead of the attack's own ``eps``, for the attacks that take them
+        (``accepts_sample_eps = True``: APGD, Square, FAB-T and cascades of them), so that one run covers a
+        grid of budgets.
+
     Returns
     -------
     torch.Tensor
         Adversarial examples, same shape and device as ``x``.
+
+    Raises
+    ------
+    ValueError
+        ``eps`` for an attack that does not take per-sample budgets.
     """
     seeded = sample_seeds is not None and getattr(attack, "accepts_sample_seeds", False)
     kwargs = {"sample_seeds": sample_seeds} if seeded else {}
+    if eps is not None:
+        if not getattr(attack, "accepts_sample_eps", False):
+            raise ValueError(f"{type(attack).__name__} does not take one budget per sample (eps=...); attacks that "
+                             f"do have accepts_sample_eps = True")
+        kwargs["eps"] = eps
     with attack_mode(getattr(attack, "predict", None)), torch.enable_grad():
         x_adv = attack.perturb(x.detach().clone(), y.detach().clone(), **kwargs)
     return x_adv.detach()
@@ -125,3 +140,21 @@ def share_memos(attacks):
 
     for attack in attacks:
         visit(attack)
+
+
+def draws_nothing_shared(attack, seeded):
+    """Whether ``attack``'s result on a sample depends on that sample alone, so that disjoint batches can be
+    attacked in any order (or at once, in threads) with the same result.
+
+    True for deterministic attacks (``deterministic = True``: FGSM, BIM, MIM, CW, FAB-T) and, when
+    ``seeded`` (per-sample seeds are passed), for attacks that draw their random numbers from them
+    (``accepts_sample_seeds = True``); a cascade when each of its members is. An attack that draws from
+    torch's global RNG (SPSA, or a registered attack declaring neither) is False: the order in which
+    batches draw would change its results.
+    """
+    members = getattr(attack, "attacks", None)
+    if members is not None:
+        return all(draws_nothing_shared(member, seeded) for _, member in members)
+    if getattr(attack, "deterministic", False):
+        return True
+    return bool(seeded and getattr(attack, "accepts_sample_seeds", False))

@@ -15,6 +15,7 @@ import math
 
 import torch
 
+from ._apgd import _budgets
 from ._repr import ParamsRepr
 
 __all__ = ["Square"]
@@ -121,6 +122,7 @@ class Square(ParamsRepr):
     """
 
     accepts_sample_seeds = True
+    accepts_sample_eps = True
 
     def __init__(self, predict, eps, *, n_queries=5000, p_init=0.8, n_restarts=1, rescale_schedule=False,
                  norm="linf", clip_min=0.0, clip_max=1.0):
@@ -152,9 +154,8 @@ class Square(ParamsRepr):
         other = logits.scatter(1, y[:, None], float("-inf")).max(1)[0]
         return true - other
 
-    def _run_l2(self, x, y, draws, block=100):
+    def _run_l2(self, x, y, eps, draws, block=100):
         n, c, h, w = x.shape
-        eps = self.eps
         s0 = max(h // 5, 1)
         start = (h - s0 * 5) // 2
         blocks = [(start + i * s0, start + j * s0) for i in range(h // s0) for j in range(w // s0)]
@@ -196,53 +197,62 @@ class Square(ParamsRepr):
             sign = ((bits[:, :c] % 2) * 2 - 1).float().view(m, c, 1, 1)
             eta = torch.where((bits[:, c] % 2).bool().view(m, 1, 1, 1), _eta(s).T.to(x.device), _eta(s).to(x.device))
             new = eta * sign + window / (1e-12 + window.pow(2).sum((-2, -1), keepdim=True).sqrt())
-            room = ((eps ** 2 - norm_image ** 2).clamp_min(0) / c + norm_windows ** 2).sqrt()
+            room = ((eps[idx] ** 2 - norm_image ** 2).clamp_min(0) / c + norm_windows ** 2).sqrt()
             new = new / (1e-12 + new.pow(2).sum((-2, -1), keepdim=True).sqrt()) * room
             d[rows, chans, r2, c2] = 0.0                 # move the mass of window 2 ...
             d[rows, chans, r1, c1] = new                 # ... into the new peaked square at window 1
-            x_new = (x[idx] + eps * _unit(d)).clamp(self.clip_min, self.clip_max)
+            x_new = (x[idx] + eps[idx] * _unit(d)).clamp(self.clip_min, self.clip_max)
             new_margin = self._margin(x_new, y[idx])
             better = new_margin < margin[idx]
             keep = idx[better]
             margin[keep], x_best[keep] = new_margin[better], x_new[better]
         return margin > 0, x_best
 
-    def _run(self, x, y, draws, block=100):
+    def _run(self, x, y, eps, draws, block=100):
         if self.norm == "l2":
-            return self._run_l2(x, y, draws, block)
+            return self._run_l2(x, y, eps, draws, block)
         n, c, h, w = x.shape
         every = torch.arange(n)
-        x_best = (x + self.eps * draws.signs(every, 0, c * w).view(n, c, 1, w)).clamp(self.clip_min, self.clip_max)
+        x_best = (x + eps * draws.signs(every, 0, c * w).view(n, c, 1, w)).clamp(self.clip_min, self.clip_max)
         margin = self._margin(x_best, y)
         rows, cols = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
+        idx = None
         for query in range(self.n_queries):
             if query % block == 0:        # the draws of the next ``block`` queries, for every sample at once
                 queries = torch.arange(query, min(query + block, self.n_queries))
                 corners = draws.raw(n, 2 * queries + 1, 2).to(x.device)
                 sign_bits = draws.raw(n, 2 * queries + 2, c).to(x.device)
-            idx = (margin > 0).nonzero().squeeze(1)
-            if not len(idx):
-                break
+            if idx is None:               # the samples still correct, gathered once until one of them breaks
+                idx = (margin > 0).nonzero().squeeze(1)
+                if not len(idx):
+                    break
+                step, lower, upper = 2 * eps[idx], x[idx] - eps[idx], x[idx] + eps[idx]
+                y_alive, best, best_margin = y[idx], x_best[idx], margin[idx]
             s = min(max(int(round(math.sqrt(self._p(query) * c * h * w / c))), 1), min(h, w))
             corner = corners[idx, query % block] % max(h - s, 1)
             vh, vw = corner[:, :1, None], corner[:, 1:, None]
             square = ((rows[None, :, None] >= vh) & (rows[None, :, None] < vh + s)
                       & (cols[None, None, :] >= vw) & (cols[None, None, :] < vw + s)).unsqueeze(1)
             signs = ((sign_bits[idx, query % block] % 2) * 2 - 1).float().view(-1, c, 1, 1)
-            x_new = x_best[idx] + square * (2 * self.eps * signs)
-            x_new = torch.min(torch.max(x_new, x[idx] - self.eps), x[idx] + self.eps).clamp(self.clip_min,
-                                                                                            self.clip_max)
-            new_margin = self._margin(x_new, y[idx])
-            better = new_margin < margin[idx]          # the margin loss improved (or the sample broke)
-            keep = idx[better]
-            margin[keep], x_best[keep] = new_margin[better], x_new[better]
+            x_new = torch.min(torch.max(best + square * (step * signs), lower), upper).clamp(self.clip_min,
+                                                                                           self.clip_max)
+            new_margin = self._margin(x_new, y_alive)
+            better = new_margin < best_margin          # the margin loss improved (or the sample broke)
+            best_margin[better], best[better] = new_margin[better], x_new[better]
+            if (new_margin[better] <= 0).any():
+                margin[idx], x_best[idx] = best_margin, best
+                idx = None
+        if idx is not None:
+            margin[idx], x_best[idx] = best_margin, best
         return margin > 0, x_best
 
-    def perturb(self, x, y, sample_seeds=None):
-        """Adversarial examples for ``(x, y)``: images ``(n, C, H, W)`` (see the class notes)."""
+    def perturb(self, x, y, sample_seeds=None, eps=None):
+        """Adversarial examples for ``(x, y)``: images ``(n, C, H, W)``, within ``eps`` per sample (shape
+        ``(n,)``; default ``self.eps``; see the class notes)."""
         x, y = x.detach(), y.detach()
         if x.dim() != 4:
             raise ValueError(f"Square needs images of shape (n, C, H, W); got shape {tuple(x.shape)}")
+        eps = _budgets(eps, self.eps, x)
         with torch.no_grad():
             alive = self.predict(x).argmax(1) == y
         x_adv = x.clone()
@@ -252,7 +262,7 @@ class Square(ParamsRepr):
                 break
             seeds = None if sample_seeds is None else [int(s) ^ (104729 * restart)
                                                        for s in torch.as_tensor(sample_seeds)[idx.cpu()].tolist()]
-            still, adv = self._run(x[idx], y[idx], _Draws(seeds, x.device))
+            still, adv = self._run(x[idx], y[idx], eps[idx], _Draws(seeds, x.device))
             x_adv[idx[~still]] = adv[~still]
             alive[idx[~still]] = False
         return x_adv

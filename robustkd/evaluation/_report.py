@@ -14,7 +14,7 @@ __all__ = ["robustness_report", "plot_robustness_curves"]
 
 def robustness_report(model, X, y=None, *, attacks=("fgsm", "pgd", "autoattack"), eps=(0.05, 0.1, 0.2, 0.3), batch_size=256,
                       device=None, clip_min=0.0, clip_max=1.0, random_state=None, attack_params=None,
-                      as_frame=False, checks="fast", check_params=None, union=None):
+                      as_frame=False, checks="fast", check_params=None, union=None, n_jobs=None):
     """Clean accuracy, accuracy per attack and eps, and the worst case per eps.
 
     **An eps grid costs less than its parts.** The threat models are nested: a perturbation
@@ -57,6 +57,8 @@ def robustness_report(model, X, y=None, *, attacks=("fgsm", "pgd", "autoattack")
         naming the pairs) whose accuracy counts a sample only if it is right clean and survives every
         pair. Pairs that are cells of the report reuse their results; the others run once, from the
         clean input, with ``attack_params`` of their name.
+    n_jobs : int, optional
+        Threads attacking at once, each on one core (see :func:`robust_mask`); the result is the same.
 
     Returns
     -------
@@ -93,7 +95,8 @@ def robustness_report(model, X, y=None, *, attacks=("fgsm", "pgd", "autoattack")
     share_memos(grid)  # FAB-T's minimum-norm runs do not depend on eps: once per sample for the whole grid
     with seeded(random_state, device.type == "cuda"):
         clean, masks = _evaluate(module, X, y, grid, batch_size=batch_size, device=device, parents=parents,
-                                 random_state=random_state)
+                                 random_state=random_state, n_jobs=n_jobs,
+                                 families=[[(keys.index((a, e)), e) for e in ascending] for a in attacks])
     mask_of = dict(zip(keys, masks))
     n = len(X)
     rows = [{"attack": "clean", "eps": 0.0, "accuracy": float(clean.mean()), "n_samples": n}]

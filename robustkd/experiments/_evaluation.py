@@ -90,7 +90,7 @@ def _report(robustness_report, model, X, y, cfg):
     attacks = eval_attacks(cfg)
     members = union_members(cfg)
     union = None if _derivable(cfg, members) else members
-    kwargs = dict(eps=list(cfg.eps), random_state=cfg.seed, device=cfg.device)
+    kwargs = dict(eps=list(cfg.eps), random_state=cfg.seed, device=cfg.device, n_jobs=cfg.eval_jobs)
     n_aa = cfg.autoattack_n_test
     if "autoattack" not in attacks or not n_aa or n_aa >= len(X):
         return robustness_report(model, X, y, attacks=attacks, union=union, **kwargs)
