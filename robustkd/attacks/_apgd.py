@@ -78,6 +78,12 @@ class APGD(ParamsRepr):
         Random restarts (per target class for APGD-T), each on the samples not yet broken.
     n_target_classes : int, default=9
         Target classes of APGD-T (at most the number of classes minus 1).
+    target_order : {"logits", "linear"}, default="logits"
+        Which classes APGD-T targets first. ``"logits"``: the highest clean logits after the true one
+        (AutoAttack). ``"linear"``: the classes whose decision boundary is nearest under the linear
+        approximation of the logits at the clean input, ``(z_y - z_t) / ||grad z_y - grad z_t||_*`` (the dual
+        norm: L1 for L-inf, L2 for L2), after MALT (Melamed et al., 2024), which finds with a few targets
+        what the logit order needs many for.
     rho : float, default=0.75
         Step-size halving threshold.
     clip_min, clip_max : float, default=0.0, 1.0
@@ -96,7 +102,9 @@ class APGD(ParamsRepr):
     accepts_sample_eps = True
 
     def __init__(self, predict, eps, *, norm="linf", loss="ce", n_iter=100, n_restarts=1, n_target_classes=9,
-                 rho=0.75, clip_min=0.0, clip_max=1.0):
+                 rho=0.75, target_order="logits", clip_min=0.0, clip_max=1.0):
+        if target_order not in ("logits", "linear"):
+            raise ValueError(f'target_order must be "logits" or "linear"; got target_order={target_order!r}')
         self.predict = predict
         self.eps = float(eps)
         self.norm = norm
@@ -105,6 +113,7 @@ class APGD(ParamsRepr):
         self.n_restarts = int(n_restarts)
         self.n_target_classes = int(n_target_classes)
         self.rho = float(rho)
+        self.target_order = target_order
         self.clip_min = float(clip_min)
         self.clip_max = float(clip_max)
 
@@ -193,6 +202,23 @@ class APGD(ParamsRepr):
         x_found[correct] = x_best[correct]
         return correct, x_found
 
+    def _linear_order(self, x, y):
+        """Each sample's other classes by their distance to the decision boundary with ``y`` under the linear
+        approximation at ``x`` (nearest first): ``(z_y - z_t) / ||grad z_y - grad z_t||_*``, the dual norm of
+        the threat model's."""
+        x = x.clone().requires_grad_(True)
+        with torch.enable_grad():
+            logits = self.predict(x)
+            rows = torch.arange(len(x), device=x.device)
+            grads = torch.stack([torch.autograd.grad(logits[:, c].sum(), x, retain_graph=c < logits.shape[1] - 1)[0]
+                                 .flatten(1) for c in range(logits.shape[1])], 1)
+        logits = logits.detach()
+        towards = grads[rows, y][:, None] - grads
+        size = towards.abs().sum(-1) if self.norm == "linf" else towards.norm(dim=-1)
+        distance = (logits[rows, y][:, None] - logits) / (size + 1e-12)
+        distance[rows, y] = float("inf")
+        return distance.argsort(dim=1)[:, :-1]
+
     def perturb(self, x, y, sample_seeds=None, eps=None):
         """Adversarial examples for ``(x, y)``, within ``eps`` per sample (default: ``self.eps``; see the class
         notes)."""
@@ -206,6 +232,9 @@ class APGD(ParamsRepr):
         if self.loss == "dlr-targeted" and clean_logits.shape[1] < 4:
             raise ValueError(f"APGD-T's targeted DLR loss needs at least 4 classes; the model has "
                              f"{clean_logits.shape[1]}")
+        if self.loss == "dlr-targeted":   # each sample's classes, most promising target first
+            order = self._linear_order(x, y) if self.target_order == "linear" else \
+                clean_logits.sort(dim=1)[1].flip(1)[:, 1:]
         for t_rank in targets:
             if t_rank is not None and t_rank > clean_logits.shape[1]:
                 break
@@ -215,7 +244,7 @@ class APGD(ParamsRepr):
                     return x_adv
                 seeds = None if sample_seeds is None else _mixed(np.asarray(sample_seeds)[idx.cpu().numpy()],
                                                                  100 * restart + (t_rank or 0))
-                y_target = None if t_rank is None else clean_logits[idx].sort(dim=1)[1][:, -t_rank]
+                y_target = None if t_rank is None else order[idx, t_rank - 2]
                 still, adv = self._run(x[idx], y[idx], eps[idx], y_target, seeds)
                 x_adv[idx] = adv
                 alive[idx] = still
