@@ -231,3 +231,26 @@ def test_one_budget_per_sample_is_refused_by_attacks_that_do_not_take_it(standar
     apgd = get_attack("apgd_ce", standard_net.module_, eps=0.1)
     with pytest.raises(ValueError, match=r"eps must be one budget per sample, of shape \(4,\); got shape \(3,\)"):
         perturb(apgd, torch.rand(4, 1, 8, 8), torch.zeros(4, dtype=torch.long), eps=torch.full((3,), 0.1))
+
+
+def _linear_model():
+    # logits z = W u + b on the flattened 1x2x2 input; at u = 0.5: z = (1, 0.9, 0, -5). Class 1 is the most
+    # likely after the true class 0 but its boundary is far in L-inf (||w0 - w1||_1 = 0.04, margin 0.1: 2.5
+    # away); class 2 is nearer (margin 1, ||w0 - w2||_1 = 4: 0.25 away)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 4))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[0.0] * 4, [0.01] * 4, [1.0] * 4, [0.0] * 4]))
+        model[1].bias.copy_(torch.tensor([1.0, 0.88, -2.0, -5.0]))
+    return model
+
+
+def test_linear_target_order_attacks_the_nearest_boundary_first():
+    model = _linear_model()
+    x, y = torch.full((1, 1, 2, 2), 0.5), torch.tensor([0])
+    by_logits = APGD(model, 0.3, loss="dlr-targeted", n_target_classes=1, n_iter=20)
+    by_distance = APGD(model, 0.3, loss="dlr-targeted", n_target_classes=1, n_iter=20, target_order="linear")
+    with torch.no_grad():
+        assert model(by_logits.perturb(x, y)).argmax(1).item() == 0          # class 1 is out of reach
+        assert model(by_distance.perturb(x, y)).argmax(1).item() == 2        # class 2 is 0.25 away
+    with pytest.raises(ValueError, match='target_order must be "logits" or "linear"; got target_order=\'dlr\''):
+        APGD(model, 0.3, target_order="dlr")

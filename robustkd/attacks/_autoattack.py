@@ -129,13 +129,6 @@ register_attack("fab_t", _fab_t, norm="linf", eps=0.1, defaults={"n_iter": 100, 
                 accepts={"alpha_max", "eta", "beta"},
                 description="L-inf targeted FAB (Croce and Hein, 2020), minimum-norm, counted within eps; one run "
                             "per target class, deterministic (our implementation).")
-register_attack("malt", _cascade(("apgd_ce", _apgd("ce", "linf")),
-                                 ("apgd_t", _apgd("dlr-targeted", "linf", target_order="linear"))),
-                norm="linf", eps=0.1, defaults={"n_iter": 100, "n_target_classes": 3}, accepts={"rho"},
-                description="APGD-CE, then APGD-T on the 3 classes nearest under the linear approximation (MALT's "
-                            "targets, Melamed et al. 2024): AutoAttack's strength at a fraction of its cost on models "
-                            "without gradient masking, for model selection and quick looks (checked against "
-                            "autoattack on the results pages).")
 register_attack("autoattack", _cascade(("apgd_ce", _apgd("ce", "linf")), ("apgd_t", _apgd("dlr-targeted", "linf")),
                                        ("fab_t", _fab_t), ("square", _square("linf"))),
                 norm="linf", eps=0.1, defaults={"n_iter": 100, "n_target_classes": 9, "n_queries": 5000},
