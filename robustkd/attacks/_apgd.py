@@ -70,22 +70,21 @@ class APGD(ParamsRepr):
     norm : {"linf", "l2"}, default="linf"
         Threat model.
     loss : {"ce", "dlr", "dlr-targeted"}, default="ce"
-        ``"dlr-targeted"`` is APGD-T: one run per target class, the ``n_target_classes`` classes
-        with the highest clean logits after the true one, each on the samples not yet broken.
+        ``"dlr-targeted"`` is APGD-T: one run per target class, the first ``n_target_classes``
+        classes in ``target_order``, each on the samples not yet broken.
     n_iter : int, default=100
         Iterations per run.
     n_restarts : int, default=1
         Random restarts (per target class for APGD-T), each on the samples not yet broken.
     n_target_classes : int, default=9
         Target classes of APGD-T (at most the number of classes minus 1).
+    rho : float, default=0.75
+        Step-size halving threshold.
     target_order : {"logits", "linear"}, default="logits"
         Which classes APGD-T targets first. ``"logits"``: the highest clean logits after the true one
         (AutoAttack). ``"linear"``: the classes whose decision boundary is nearest under the linear
         approximation of the logits at the clean input, ``(z_y - z_t) / ||grad z_y - grad z_t||_*`` (the dual
-        norm: L1 for L-inf, L2 for L2), after MALT (Melamed et al., 2024), which finds with a few targets
-        what the logit order needs many for.
-    rho : float, default=0.75
-        Step-size halving threshold.
+        norm: L1 for L-inf, L2 for L2), after MALT's targeting (Melamed et al., 2024).
     clip_min, clip_max : float, default=0.0, 1.0
         Input range.
 
