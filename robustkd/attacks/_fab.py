@@ -105,7 +105,11 @@ class FABTargeted(ParamsRepr):
         memo = {} if self.memo is None else self.memo
         rows = u0.detach().cpu().reshape(len(u0), -1).numpy()
         keys = [(row.tobytes(), int(a), int(b)) for row, a, b in zip(rows, y.tolist(), y_target.tolist())]
-        todo = list({key: i for i, key in reversed(list(enumerate(keys))) if key not in memo}.values())[::-1]
+        first = {}                                   # each key's first row, in order
+        for i, key in enumerate(keys):
+            if key not in memo:
+                first.setdefault(key, i)
+        todo = list(first.values())
         if todo:
             sel = torch.tensor(todo, device=u0.device)
             best, dist = self._run(u0[sel], y[sel], y_target[sel])

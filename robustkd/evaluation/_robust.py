@@ -139,8 +139,7 @@ def _evaluate(module, X, y, attack_grid, *, batch_size, device, sequential=False
                 run_batch(rows)
         else:
             with _one_torch_thread_each(), ThreadPoolExecutor(jobs) as pool:
-                for done in pool.map(run_batch, batches):   # re-raises a thread's error here
-                    pass
+                list(pool.map(run_batch, batches))   # re-raises a thread's error here
     return clean.numpy(), masks.numpy()
 
 
@@ -157,9 +156,13 @@ def _run_family(module, attack_grid, family, xb, yb, first, seeds_of):
     attack = attack_grid[family[0][0]]
     stages = [member for _, member in attack.attacks] if hasattr(attack, "attacks") else [attack]
     alive = [first.clone() for _ in family]
-    for stage in stages:
+
+    def nest():   # broken at a budget: broken at every larger one
         for j in range(1, len(alive)):
             alive[j] &= alive[j - 1]
+
+    for stage in stages:
+        nest()
         idx = [a.nonzero().squeeze(1) for a in alive]
         if not sum(len(i) for i in idx):
             break
@@ -172,8 +175,7 @@ def _run_family(module, attack_grid, family, xb, yb, first, seeds_of):
             survived = (module(x_adv).argmax(1) == yb[every]).split([len(i) for i in idx])
         for a, i, kept in zip(alive, idx, survived):
             a[i] = kept
-    for j in range(1, len(alive)):
-        alive[j] &= alive[j - 1]
+    nest()
     return alive
 
 
