@@ -188,7 +188,16 @@ def test_fitted_students_persist_refit_alike_and_keep_their_adapters_on_partial_
     (dict(feature_matching=1, feature_layers=["features.9"]),
      r"feature_layers names \['features.9'\], which are not layers of the student; its layers: \['features', "),
     (dict(feature_matching=1, feature_layers="features.2"),
-     "feature_layers must be 'auto' or a non-empty list of layer names; got feature_layers='features.2'"),
+     "feature_layers must be 'auto', a non-empty list of layer names or a mapping {student_layer: teacher_layer}; "
+     "got feature_layers='features.2'"),
+    (dict(feature_matching=1, feature_layers={"features.2": 5}),
+     r"feature_layers as a mapping must pair student layer names with teacher layer names \(str: str\), at least "
+     r"one pair; got feature_layers=\{'features.2': 5\}"),
+    (dict(feature_matching=1, feature_layers={"features.2": "features.9"}),
+     r"feature_layers names \['features.9'\], which are not layers of teacher 0; its layers: \['features', "),
+    (dict(feature_matching=1, feature_layers={"features.2": "features.5"}),
+     r"feature_layers: student layer 'features.2' gives features of shape \(32, 4, 4\) and layer 'features.5' of "
+     r"teacher 0 \(64, 2, 2\); matching needs the same spatial shape"),
 ])
 def test_bad_feature_matching_settings_are_refused_with_the_parameter_named(teacher_pool, digits, params, message):
     X_train, _, y_train, _ = digits
@@ -209,7 +218,8 @@ def test_auto_layers_warn_and_fall_back_where_explicit_layers_are_refused(teache
     assert auto.feature_layers_ == [] and "feature_err" not in auto.history[-1]["batches"][0]
     off = _distiller(teacher_pool, module=flat(), feature_matching=0, weighter="uniform").fit(X, y)  # same weights
     np.testing.assert_allclose(auto.predict_proba(X_test), off.predict_proba(X_test), atol=1e-6)
-    with pytest.raises(ValueError, match=r"feature_layers names \['1'\], which are not layers of teacher 0"):
+    with pytest.raises(ValueError, match=r"feature_layers names \['1'\], which are not layers of teacher 0; pair the "
+                                         r"student's layers with the teachers' by name: feature_layers=\{"):
         _distiller(teacher_pool, module=flat(), feature_matching=1, feature_layers=["1"]).fit(X, y)
 
 
@@ -239,3 +249,84 @@ def test_a_layer_that_gives_no_tensor_is_left_out_by_auto_and_refused_by_name(te
                                          "forward pass of the student"):
         _distiller(teacher_pool, module=FirstBlockOnly(), feature_matching=1,
                    feature_layers=["features.2", "features.5"]).fit(X, y)
+
+
+class ThreeStages(nn.Module):
+    """A student of another depth and other layer names than the SmallCNN teachers: three pooling stages
+    (4x4, 2x2, 1x1 on 8x8 digits), the first two preceded by two convolutions each."""
+
+    def __init__(self, width=8):
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1),
+                                  nn.ReLU())
+        self.pool_a = nn.MaxPool2d(2)
+        self.mid = nn.Sequential(nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU())
+        self.pool_b = nn.MaxPool2d(2)
+        self.pool_c = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(2 * width, 10)
+
+    def forward(self, x):
+        return self.head(self.pool_c(self.pool_b(self.mid(self.pool_a(self.stem(x))))).flatten(1))
+
+
+def test_a_student_of_another_width_and_depth_is_paired_with_the_teachers_by_role(teacher_pool, digits):
+    from robustkd import SmallCNN
+
+    X_train, X_test, y_train, _ = digits
+    X, y = X_train[:256], y_train[:256]
+    with pytest.warns(UserWarning, match=r"matches \['pool_a', 'pool_b'\]; left out: \{'pool_c': 'no pooling layer of "
+                                         r"teacher 0 gives features of spatial size 1x1'\}"):
+        d = _distiller(teacher_pool, module=ThreeStages(), feature_matching=3.0, weighter="uniform").fit(X, y)
+    assert d.feature_pairs_ == {"pool_a": ["features.2"] * 3, "pool_b": ["features.5"] * 3}
+    assert d.feature_adapters_["pool_a"][0].weight.shape == (32, 8, 1, 1)     # student width -> teacher width
+    assert d.feature_adapters_["pool_b"][2].weight.shape == (64, 16, 1, 1)
+    # the term is the loss of the student's layers against their partners, not against same-named layers
+    x, w = torch.as_tensor(X_test[:16]), torch.full((16, 3), 1 / 3)
+    student = _features(d.module_, x, ["pool_a", "pool_b"])
+    teachers = [_features(t, x, ["features.2", "features.5"]) for t in d.teachers_]
+    with torch.no_grad():
+        expected = sum(float(feature_matching_loss([a(student[s]) for a in d.feature_adapters_[s]],
+                                                   [t[partner] for t in teachers], w))
+                       for s, partner in (("pool_a", "features.2"), ("pool_b", "features.5")))
+        d.module_.eval()
+        with d._capturing_features():
+            d.infer(x)
+            assert float(d.feature_matching_term(x, w)) == pytest.approx(expected, rel=1e-4)
+    # a small SmallCNN keeps the teachers' layer names: each layer with its namesake, through narrower adapters
+    small = _distiller(teacher_pool, module=SmallCNN(input_shape=(1, 8, 8), channels=(8, 16), hidden=32),
+                       feature_matching=3.0, gradient_matching=1.0, max_epochs=1).fit(X, y)
+    assert small.feature_pairs_ == {"features.2": ["features.2"] * 3, "features.5": ["features.5"] * 3}
+    assert small.feature_adapters_["features/5"][0].weight.shape == (64, 16, 1, 1)
+    assert {"feature_err", "grad_cos"} <= set(small.history[-1]["batches"][0])
+
+
+def test_an_explicit_mapping_pairs_the_layers_it_names_and_survives_persistence(teacher_pool, digits):
+    from sklearn.base import clone
+    X_train, X_test, y_train, _ = digits
+    X, y = X_train[:200], y_train[:200]
+    mapping = {"pool_b": "features.5", "stem.3": "features.1"}    # any layers of matching spatial size
+    d = _distiller(teacher_pool, module=ThreeStages(), feature_matching=2.0, feature_layers=mapping).fit(X, y)
+    assert d.feature_layers_ == ["pool_b", "stem.3"]               # in the mapping's order
+    assert d.feature_pairs_ == {"stem.3": ["features.1"] * 3, "pool_b": ["features.5"] * 3}
+    assert d.feature_adapters_["stem/3"][1].weight.shape == (32, 8, 1, 1)
+    loaded = joblib.load(_dumped(d))
+    assert loaded.feature_pairs_ == d.feature_pairs_
+    np.testing.assert_array_equal(loaded.predict_proba(X_test), d.predict_proba(X_test))
+    loaded.partial_fit(X, y)                                       # resumes with the same pairs and adapters
+    assert loaded.feature_pairs_ == d.feature_pairs_ and "feature_err" in loaded.history[-1]["batches"][0]
+    assert clone(d).get_params()["feature_layers"] == mapping
+    with pytest.raises(ValueError, match=r"feature_layers: student layer 'pool_a' gives features of shape \(8, 4, 4\) "
+                                         r"and layer 'features.5' of teacher 0 \(64, 2, 2\); matching needs the "
+                                         r"same spatial shape"):
+        _distiller(teacher_pool, module=ThreeStages(), feature_matching=1.0,
+                   feature_layers={"pool_a": "features.5"}).fit(X, y)
+    with pytest.raises(ValueError, match=r"feature_layers names \['pool_b'\], which are not layers of teacher 0"):
+        _distiller(teacher_pool, module=ThreeStages(), feature_matching=1.0, feature_layers=["pool_b"]).fit(X, y)
+
+
+def _dumped(obj):
+    buf = io.BytesIO()
+    joblib.dump(obj, buf)
+    buf.seek(0)
+    return buf

@@ -103,10 +103,15 @@ class MultiTeacherDistiller(FeatureMatchingMixin, SeededNetMixin, AdversarialTra
         :func:`robustkd.losses.feature_matching_loss` with the distillation term's per-input weights, summed over
         the layers. The adapters train with the student and serve only the loss; the teachers run on every batch
         (their features are not cached). The batch's mean error per layer is recorded as ``feature_err``.
-    feature_layers : "auto" or list of str, default="auto"
-        Names of the layers (as in ``module.named_modules()``, the same in the student and every teacher) whose
-        outputs are matched; ``"auto"``: every 2-d pooling layer (the outputs of a
-        :class:`~robustkd.SmallCNN`'s two conv blocks).
+    feature_layers : "auto", list of str or dict, default="auto"
+        Which layers' outputs are matched (names as in ``module.named_modules()``). ``"auto"``: each 2-d pooling
+        layer of the student (the end of a stage; a :class:`~robustkd.SmallCNN`'s two conv blocks) with the
+        pooling layer of each teacher whose output has the same spatial size (its namesake if that has it, else
+        the deepest such), so a student of another width or depth than the teachers is paired by role; student
+        stages without a partner are left out with a warning. A list: layers of that name in the student and
+        every teacher. A dict ``{student_layer: teacher_layer}``: explicit pairs. A pair whose outputs differ
+        in spatial size is refused, naming both layers and their shapes; widths may differ (the adapters map
+        them).
     cache_teacher_outputs : bool, default=True
         Compute the teachers' logits on the training set once per fit (turn off when the
         dataset augments its inputs).
@@ -143,7 +148,8 @@ class MultiTeacherDistiller(FeatureMatchingMixin, SeededNetMixin, AdversarialTra
         The weighter built from ``weighter`` and its ``weighter__*`` parameters.
     feature_adapters_ : torch.nn.ModuleDict
         With ``feature_matching > 0``: per matched layer (its name with "/" for "."), one adapter per teacher;
-        empty otherwise. ``feature_layers_`` holds the matched layers' names.
+        empty otherwise. ``feature_layers_`` holds the matched student layers' names, ``feature_pairs_`` each one's
+        partner layer in every teacher.
 
     References
     ----------

@@ -17,24 +17,50 @@ POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool2
 
 
 def feature_layers_of(student, feature_layers="auto"):
-    """The names (as in ``student.named_modules()``) of the layers whose outputs are matched.
+    """The names (as in ``student.named_modules()``) of the student's layers whose outputs are matched.
 
     ``"auto"``: every 2-d pooling layer of the student (for :class:`~robustkd.SmallCNN`, the outputs of its two
-    conv blocks, ``features.2`` and ``features.5``; possibly none); otherwise a non-empty list of names, each
-    checked against the student.
+    conv blocks, ``features.2`` and ``features.5``; possibly none); a list of names, or the keys of a
+    ``{student_layer: teacher_layer}`` mapping: each checked against the student.
     """
     names = dict(student.named_modules())
     if isinstance(feature_layers, str) and feature_layers == "auto":
         return [n for n, m in names.items() if isinstance(m, POOLING)]
-    if isinstance(feature_layers, str) or not feature_layers or \
+    if isinstance(feature_layers, dict):
+        if not feature_layers or not all(isinstance(k, str) and isinstance(v, str) for k, v in feature_layers.items()):
+            raise ValueError(f"feature_layers as a mapping must pair student layer names with teacher layer names "
+                             f"(str: str), at least one pair; got feature_layers={feature_layers!r}")
+    elif isinstance(feature_layers, str) or not feature_layers or \
             not all(isinstance(n, str) for n in feature_layers):
-        raise ValueError(f"feature_layers must be 'auto' or a non-empty list of layer names; got "
-                         f"feature_layers={feature_layers!r}")
+        raise ValueError(f"feature_layers must be 'auto', a non-empty list of layer names or a mapping "
+                         f"{{student_layer: teacher_layer}}; got feature_layers={feature_layers!r}")
     unknown = [n for n in feature_layers if n not in names or not n]
     if unknown:
         raise ValueError(f"feature_layers names {unknown}, which are not layers of the student; its layers: "
                          f"{[n for n in names if n][:20]}")
     return list(feature_layers)
+
+
+def _spatial(feature):
+    """What a feature must share with its partner to be matched: its number of axes and spatial size."""
+    return (feature.dim(),) + tuple(feature.shape[2:])
+
+
+def pair_by_role(student, teacher, teacher_index):
+    """``{student_layer: teacher_layer}`` for ``"auto"``: each student feature (``{name: tensor}``, in forward
+    order) paired with the teacher's of the same spatial size, the same-named one if it is such, else the
+    teacher's last (deepest) one of that size; and ``{student_layer: why}`` for the features left unpaired."""
+    pairs, unpaired = {}, {}
+    for name, feature in student.items():
+        same = [n for n, f in teacher.items() if _spatial(f) == _spatial(feature)]
+        if name in same:
+            pairs[name] = name
+        elif same:
+            pairs[name] = same[-1]
+        else:
+            size = "x".join(str(d) for d in feature.shape[2:]) or "vector"
+            unpaired[name] = f"no pooling layer of teacher {teacher_index} gives features of spatial size {size}"
+    return pairs, unpaired
 
 
 @contextlib.contextmanager
@@ -57,18 +83,20 @@ def captured(module, layers, store, copy=False):
             h.remove()
 
 
-def _adapter(student_feature, teacher_feature, name, k):
-    if student_feature.dim() != teacher_feature.dim() or student_feature.shape[2:] != teacher_feature.shape[2:]:
-        raise ValueError(f"feature_layers: layer {name!r} gives the student features of shape "
-                         f"{tuple(student_feature.shape[1:])} and teacher {k} {tuple(teacher_feature.shape[1:])}; "
-                         "matching needs the same spatial shape")
+def _adapter(student_feature, teacher_feature, name, teacher_layer, k):
+    if _spatial(student_feature) != _spatial(teacher_feature):
+        raise ValueError(f"feature_layers: student layer {name!r} gives features of shape "
+                         f"{tuple(student_feature.shape[1:])} and layer {teacher_layer!r} of teacher {k} "
+                         f"{tuple(teacher_feature.shape[1:])}; matching needs the same spatial shape (pair the "
+                         "student's layer with a teacher layer of its size: feature_layers={student_layer: "
+                         "teacher_layer})")
     c_s, c_t = student_feature.shape[1], teacher_feature.shape[1]
     if student_feature.dim() == 4:
         return nn.Conv2d(c_s, c_t, 1)
     if student_feature.dim() == 2:
         return nn.Linear(c_s, c_t)
-    raise ValueError(f"feature_layers: layer {name!r} gives features of shape {tuple(student_feature.shape[1:])}; "
-                     "only (C, H, W) maps and (C,) vectors are matched")
+    raise ValueError(f"feature_layers: student layer {name!r} gives features of shape "
+                     f"{tuple(student_feature.shape[1:])}; only (C, H, W) maps and (C,) vectors are matched")
 
 
 class FeatureMatchingMixin:
@@ -83,6 +111,7 @@ class FeatureMatchingMixin:
     def _reset_feature_adapters(self):
         self.feature_adapters_ = nn.ModuleDict()   # built from the first training inputs (partial_fit)
         self.feature_layers_ = None
+        self.feature_pairs_ = None
 
     def _probe(self, X):
         X = as_array(X)
@@ -110,48 +139,76 @@ class FeatureMatchingMixin:
         return super().partial_fit(X, y, classes=classes, **fit_params)
 
     def _build_feature_adapters(self, x):
-        """Adapters for ``feature_layers``. Explicit layers must exist in the student and every teacher with the
-        same spatial shape; ``"auto"`` keeps the pooling layers that do, and warns about the others (with none
-        left, the fit goes on without the feature term)."""
-        auto = isinstance(self.feature_layers, str) and self.feature_layers == "auto"
-        layers, dropped = feature_layers_of(self.module_, self.feature_layers), {}
+        """Adapters for ``feature_layers``, and each student layer's partner in every teacher
+        (``feature_pairs_``). A list names layers of the student and every teacher; a mapping pairs a student
+        layer with a teacher layer (the same name in every teacher): either is refused, naming both layers and
+        their shapes, where a pair cannot be matched. ``"auto"`` pairs each pooling layer of the student with the
+        pooling layer of each teacher whose output has the same spatial size (the same-named one if it has,
+        else the deepest such), so a student of another width or depth is matched by role; the student's
+        pooling layers without a partner are left out with a warning (with none left, the fit goes on without
+        the feature term)."""
+        spec = self.feature_layers
+        auto = isinstance(spec, str) and spec == "auto"
+        layers, dropped = feature_layers_of(self.module_, spec), {}
+        wanted = None if auto else dict(spec) if isinstance(spec, dict) else {n: n for n in layers}
+        teacher_layers = []
         for k, teacher in enumerate(self.teachers_):
-            missing = [n for n in layers if n not in dict(teacher.named_modules())]
-            if missing and not auto:
-                raise ValueError(f"feature_layers names {missing}, which are not layers of teacher {k}: feature "
-                                 "matching needs teachers with the student's layer names")
-            dropped.update((n, f"not a layer of teacher {k}") for n in missing)
-        layers = [n for n in layers if n not in dropped]
+            named = dict(teacher.named_modules())
+            if auto:
+                teacher_layers.append([n for n, m in named.items() if isinstance(m, POOLING)])
+                continue
+            teacher_layers.append(list(dict.fromkeys(wanted.values())))
+            missing = [n for n in teacher_layers[-1] if n not in named or not n]
+            if missing:
+                how = ("pair the student's layers with the teachers' by name: feature_layers={student_layer: "
+                       "teacher_layer}" if isinstance(spec, list) else f"its layers: {[n for n in named if n][:20]}")
+                raise ValueError(f"feature_layers names {missing}, which are not layers of teacher {k}; {how}")
         was_training = self.module_.training
         try:
             with torch.no_grad(), captured(self.module_.eval(), layers, {}) as student:
                 self.module_(x)
-                teachers = [self._teacher_features(teacher, x, layers) for teacher in self.teachers_]
+                teachers = [self._teacher_features(teacher, x, names)
+                            for teacher, names in zip(self.teachers_, teacher_layers)]
         finally:
             self.module_.train(was_training)
-        for k, outputs in [("the student", student)] + [(f"teacher {k}", t) for k, t in enumerate(teachers)]:
-            silent = [n for n in layers if n not in outputs and n not in dropped]
-            if silent and not auto:
-                raise ValueError(f"feature_layers names {silent}, which give no tensor in a forward pass of {k}")
-            dropped.update((n, f"no tensor output in {k}") for n in silent)
+        silent = [n for n in layers if n not in student]
+        if silent and not auto:
+            raise ValueError(f"feature_layers names {silent}, which give no tensor in a forward pass of the student")
+        dropped.update((n, "no tensor output in the student") for n in silent)
+        if auto:
+            pairs = []
+            for k, features in enumerate(teachers):
+                found, unpaired = pair_by_role({n: student[n] for n in student if n not in dropped}, features, k)
+                pairs.append(found)
+                for n, why in unpaired.items():
+                    dropped.setdefault(n, why)
+        else:
+            for k, (names, features) in enumerate(zip(teacher_layers, teachers)):
+                silent = [n for n in names if n not in features]
+                if silent:
+                    raise ValueError(f"feature_layers names {silent}, which give no tensor in a forward pass of "
+                                     f"teacher {k}")
+            pairs = [wanted] * len(teachers)
         adapters = nn.ModuleDict()
         with self.seeded_rng(2):
             for name in [n for n in layers if n not in dropped]:
                 try:
                     adapters[name.replace(".", "/")] = nn.ModuleList(
-                        _adapter(student[name], t[name], name, k) for k, t in enumerate(teachers))
+                        _adapter(student[name], t[pairs[k][name]], name, pairs[k][name], k)
+                        for k, t in enumerate(teachers))
                 except ValueError as exc:
                     if not auto:
                         raise
-                    dropped[name] = str(exc).partition(": ")[2]
+                    dropped[name] = str(exc).partition("; ")[0].partition(": ")[2]
         self.feature_adapters_ = adapters.to(self.device)
         self.feature_layers_ = [n for n in layers if n not in dropped]
+        self.feature_pairs_ = {n: [p[n] for p in pairs] for n in self.feature_layers_}
         self.feature_layers_built_for_ = self.feature_layers
-        if dropped or not self.feature_layers_:
+        if auto and (dropped or not self.feature_layers_):
             warnings.warn(f"feature_layers='auto' matches {self.feature_layers_ or 'no layer'}"
                           f"{' (feature matching is off)' if not self.feature_layers_ else ''}; left out: "
                           f"{dropped or 'the student has no pooling layer'}. Pass feature_layers=[...] or "
-                          "feature_matching=0", UserWarning, stacklevel=3)
+                          "{student_layer: teacher_layer}, or feature_matching=0", UserWarning, stacklevel=3)
 
     @staticmethod
     def _teacher_features(teacher, x, layers):
@@ -200,11 +257,14 @@ class FeatureMatchingMixin:
             return None
         x = batch_inputs(X, self.device).detach()
         layers = self.feature_layers_
+        pairs = getattr(self, "feature_pairs_", None) or {n: [n] * len(self.teachers_) for n in layers}
         with torch.no_grad():
-            targets = [self._teacher_features(teacher, x, layers) for teacher in self.teachers_]
+            targets = [self._teacher_features(teacher, x, list(dict.fromkeys(pairs[n][k] for n in layers)))
+                       for k, teacher in enumerate(self.teachers_)]
         term = sum(feature_matching_loss([adapter(features[name]) for adapter in
                                           self.feature_adapters_[name.replace(".", "/")]],
-                                         [t[name] for t in targets], weights) for name in layers)
+                                         [t[pairs[name][k]] for k, t in enumerate(targets)], weights)
+                   for name in layers)
         if training:
             self.history.record_batch("feature_err", float(term.detach()) / len(layers))
         return term
