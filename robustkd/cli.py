@@ -48,6 +48,11 @@ def _csv(kind):
             if bad:
                 raise argparse.ArgumentTypeError(f"eps values must be finite and > 0; got {bad}")
             return values
+        if kind == "ints":
+            try:
+                return [int(t) for t in items]
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected comma-separated integers; got {text!r}") from None
         return items
 
     return parse
@@ -160,6 +165,8 @@ def _add_config_option(parser, name, aliases=(), **override):
         kwargs.update(type=_csv("attacks"), default=_joined(default))
         kwargs["help"] += f", comma-separated, from {','.join(ATTACKS)}"
         kwargs["dest"] = name
+    elif meta["kind"] == "ints":
+        kwargs.update(type=_csv("ints"), default=_joined(default), help=kwargs["help"] + ", comma-separated")
     elif meta["kind"] == "budgets":
         kwargs.update(type=_csv("eps"), default=_joined(default), help=kwargs["help"] + ", comma-separated")
     elif name == "device":

@@ -159,12 +159,46 @@ def test_reproduce_prints_one_table_per_attack(tmp_path, capsys):
     (["reproduce", "--teachers", "fgsm,pgd_l2:big"], "--attacks: a teacher is attack or attack:eps"),
     (["reproduce", "--teachers", "pgd_l2:0"], "--attacks: a teacher's eps must be finite and > 0"),
     (["reproduce", "--gradient-matching", "-1"], "--gradient-matching must be finite and >= 0"),
+    (["reproduce", "--student-channels", "8"], "--student-channels must be two integers >= 1 (the channels of the "
+                                               "two conv blocks); got [8]"),
+    (["reproduce", "--student-channels", "8,0"], "--student-channels must be two integers >= 1"),
+    (["reproduce", "--student-channels", "8,x"], "expected comma-separated integers; got '8,x'"),
+    (["reproduce", "--student-hidden", "0"], "--student-hidden must be >= 1; got 0"),
 ])
 def test_reproduce_rejects_bad_arguments_on_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
     assert message in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_reproduce_with_a_smaller_student_adds_its_direct_adversarial_training(tmp_path):
+    import json
+
+    import joblib
+
+    out = tmp_path / "out"
+    argv = TINY + ["--out", str(out), "--gradient-matching", "0", "--no-adversarial-student",
+                   "--student-channels", "4,8", "--student-hidden", "16"]
+    assert main(argv) == 0
+    summary = json.loads((out / "results.json").read_text())
+    students = ["kd_fgsm", "kd_pgd", "mtkd_uniform", "mtkd_adaptive"]
+    assert summary["methods"] == ["standard", "teacher_fgsm", "teacher_pgd"] + students + ["direct_pgd"]
+    params = summary["parameters"]
+    # digits 8x8: the teachers' SmallCNN has 53,002 parameters; 4,8 channels and 16 hidden: 1,004
+    assert params["teacher_pgd"] == 53002 and params["standard"] == 53002
+    assert {params[m] for m in students + ["direct_pgd"]} == {4 * 9 + 4 + 8 * 36 + 8 + 32 * 16 + 16 + 170}
+    direct = joblib.load(next((out / "models").glob("direct_pgd-*.joblib")))["model"]
+    assert direct.attack == "pgd" and direct.eps == summary["config"]["train_eps"]
+    assert direct.module_.features[3].out_channels == 8 and direct.module_.classifier[1].out_features == 16
+    cells = {(r["method"], r["attack"], r["eps"]) for r in summary["results"]}
+    assert ("direct_pgd", "pgd", 0.2) in cells and ("direct_pgd", "clean", 0.0) in cells
+    # the teachers' size is the default: no direct row, and the students' model files are those of a default run
+    same = json.loads((out / "results.json").read_text()) if main(
+        [a for a in argv if a not in ("--student-channels", "4,8", "--student-hidden", "16")] +
+        ["--student-channels", "32,64"]) == 0 else None
+    assert "direct_pgd" not in same["methods"] and same["parameters"]["mtkd_uniform"] == 53002
+    assert same["reused"]["teacher_pgd"] and not same["reused"]["mtkd_uniform"]
 
 
 def test_reproduce_without_data_is_one_line(tmp_path, capsys):

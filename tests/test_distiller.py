@@ -12,6 +12,7 @@ from skorch.dataset import ValidSplit
 from torch import nn
 
 from robustkd import AdaptiveWeighter, MultiTeacherDistiller, SmallCNN, make_robust_scorer, robust_score
+from robustkd.losses import mixture_kd_loss
 
 from conftest import check_search_scores
 
@@ -198,7 +199,7 @@ def test_early_stopping_uses_a_split_of_the_training_data(teacher_pool, digits):
     assert "valid_loss" in d.history[-1] and "valid_acc" in d.history[-1]
 
 
-@pytest.mark.parametrize("mode", ["adversarial", "mixed"])
+@pytest.mark.parametrize("mode", ["adversarial", "mixed", "rslad"])
 def test_adversarial_student_is_more_robust_than_clean_student(teacher_pool, digits, mode):
     X_train, X_test, y_train, y_test = digits
     kw = dict(max_epochs=4, gradient_matching=0.0, feature_matching=0.0)   # the student_inputs alone
@@ -207,6 +208,48 @@ def test_adversarial_student_is_more_robust_than_clean_student(teacher_pool, dig
                          **kw).fit(X_train, y_train)
     assert (robust_score(adv, X_test, y_test, "pgd", eps=0.2, random_state=0)
             > robust_score(clean, X_test, y_test, "pgd", eps=0.2, random_state=0) + 0.05)
+
+
+def test_an_rslad_student_uses_soft_labels_only_and_attacks_towards_the_teachers(teacher_pool, digits):
+    """RSLAD: adversarial examples against the teachers' clean soft labels; alpha * KD on them plus
+    (1 - alpha) * KD on the clean inputs; no hard-label term, so the labels do not change the loss."""
+    import torch.nn.functional as F
+
+    X_train, _, y_train, _ = digits
+    seen = []
+
+    class Recorder(MultiTeacherDistiller):
+        def adversarial_examples(self, X, y):
+            seen.append(torch.as_tensor(y))
+            return super().adversarial_examples(X, y)
+
+    d = Recorder(teacher_pool, max_epochs=1, batch_size=64, train_split=None, verbose=0, random_state=0,
+                 student_inputs="rslad", student_eps=0.2, student_attack__nb_iter=3, gradient_matching=0.0,
+                 feature_matching=0.0, weighter="uniform", alpha=5 / 6, temperature=1.0).fit(X_train[:128],
+                                                                                               y_train[:128])
+    assert d.training_attack() == "pgd_kl" and d.build_attack().nb_iter == 3
+    assert seen and torch.is_floating_point(seen[0]) and seen[0].shape == (64, 10)
+    x = torch.as_tensor(X_train[:64])
+    z = d.teacher_logits(x)
+    soft = F.softmax(z, dim=2).mean(1)                    # uniform weights: the teachers' mean soft labels
+    d.module_.train()
+    seen.clear()
+    y_pred = d.infer(x)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)                              # the attack's random start
+        loss = d.get_loss(y_pred, torch.as_tensor(y_train[:64]), X=x, training=True)
+        torch.manual_seed(0)
+        adv = d.adversarial_examples(x, soft)
+    torch.testing.assert_close(seen[0], soft)
+    with torch.no_grad():
+        adv_pred = d.infer(adv)
+    w = torch.full((64, 3), 1 / 3)
+    expected = (5 / 6 * mixture_kd_loss(adv_pred, z, w, 1.0) + 1 / 6 * mixture_kd_loss(y_pred, z, w, 1.0))
+    assert float(loss) == pytest.approx(float(expected), rel=1e-4)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        shuffled = d.get_loss(y_pred, torch.as_tensor(y_train[:64]).flip(0), X=x, training=True)
+    assert float(shuffled) == pytest.approx(float(loss), rel=1e-4)   # no label reaches the loss
 
 
 class FiveClass(nn.Module):

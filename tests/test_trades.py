@@ -42,6 +42,24 @@ def test_pgd_kl_stays_in_the_ball_ignores_labels_and_moves_the_prediction(standa
         robust_score(standard_net, X_test[:200], y_test[:200], eps=0) - 0.2
 
 
+def test_pgd_kl_moves_away_from_given_soft_labels(standard_net, digits):
+    _, X_test, _, y_test = digits
+    x, y = torch.from_numpy(X_test[:64]), torch.from_numpy(y_test[:64])
+    module = standard_net.module_
+    attack = get_attack("pgd_kl", module, eps=0.1)
+    seeds = np.arange(64)
+    soft = torch.full((64, 10), 0.02).scatter(1, y[:, None], 0.82)      # soft labels near the true class
+    away = perturb(attack, x, soft, sample_seeds=seeds)
+    assert (away - x).abs().max() <= 0.1 + 1e-6
+    assert not torch.equal(away, perturb(attack, x, y, sample_seeds=seeds))     # another target, another attack
+
+    def kl_from(target, x_adv):
+        with torch.no_grad():
+            return F.kl_div(F.log_softmax(module(x_adv), 1), target, reduction="none").sum(1).mean().item()
+    start = perturb(get_attack("pgd_kl", module, eps=0.1, nb_iter=1, eps_iter=0.0), x, soft, sample_seeds=seeds)
+    assert kl_from(soft, away) > kl_from(soft, start) + 0.5
+
+
 def test_trades_loss_is_the_published_objective():
     gen = torch.Generator().manual_seed(0)
     clean = torch.randn(6, 4, generator=gen, requires_grad=True)

@@ -35,10 +35,13 @@ class KLPGD(ParamsRepr):
 
     Notes
     -----
-    ``perturb(x, y)`` ignores ``y``: the target is the model's clean prediction.
+    ``perturb(x, y)`` takes as target the model's clean prediction when ``y`` holds labels (they are not
+    used), and ``y`` itself when it holds probabilities, shape ``(n, C)``: the KL divergence from given soft
+    labels, e.g. teachers' (RSLAD's attack).
     """
 
     accepts_sample_seeds = True
+    accepts_soft_labels = True
 
     def __init__(self, predict, eps, *, nb_iter=10, eps_iter=None, init_std=0.001, clip_min=0.0, clip_max=1.0):
         for name, value in (("eps_iter", eps_iter), ("init_std", init_std)):
@@ -52,11 +55,15 @@ class KLPGD(ParamsRepr):
         self.clip_min, self.clip_max = float(clip_min), float(clip_max)
 
     def perturb(self, x, y=None, sample_seeds=None):
-        """Adversarial examples for ``x``; ``sample_seeds`` draws sample i's start from seed i."""
+        """Adversarial examples for ``x``, away from the clean prediction or from the soft labels ``y`` (float,
+        shape ``(n, C)``); ``sample_seeds`` draws sample i's start from seed i."""
         x = x.detach()
         noise = _noise_like(x, sample_seeds, normal=True)
-        with torch.no_grad():
-            target = F.softmax(self.predict(x), dim=1)
+        if y is not None and torch.is_floating_point(y) and y.dim() == 2:
+            target = y.detach()
+        else:
+            with torch.no_grad():
+                target = F.softmax(self.predict(x), dim=1)
         start = (self.init_std * noise).clamp(-self.eps, self.eps)     # inside the ball even for a tiny eps
         x_adv = (x + start).clamp(self.clip_min, self.clip_max)
         for _ in range(self.nb_iter):

@@ -18,7 +18,9 @@ from ._teachers import FrozenTeachers, TeacherOutputs, batch_inputs, fresh_stude
 
 __all__ = ["MultiTeacherDistiller"]
 
-STUDENT_INPUTS = ("clean", "adversarial", "mixed")
+STUDENT_INPUTS = ("clean", "adversarial", "mixed", "rslad")
+#: The attack of ``student_inputs="rslad"``: PGD on the KL divergence, here from the teachers' soft labels.
+RSLAD_ATTACK = "pgd_kl"
 #: ``norm_floor`` of the distiller's gradient term (:func:`robustkd.losses.gradient_matching_loss`).
 GRADIENT_NORM_FLOOR = 0.1
 
@@ -115,15 +117,20 @@ class MultiTeacherDistiller(FeatureMatchingMixin, SeededNetMixin, AdversarialTra
     cache_teacher_outputs : bool, default=True
         Compute the teachers' logits on the training set once per fit (turn off when the
         dataset augments its inputs).
-    student_inputs : {"clean", "adversarial", "mixed"}, default="clean"
+    student_inputs : {"clean", "adversarial", "mixed", "rslad"}, default="clean"
         Beyond the paper: ``"adversarial"`` distils the teachers' clean outputs into the
         student's outputs on adversarial examples crafted against the student itself
         (ARD-style; the cross-entropy term stays on clean inputs); ``"mixed"`` averages the
-        clean and adversarial distillation terms.
+        clean and adversarial distillation terms. ``"rslad"`` (Zi et al., 2021) uses soft labels only: the
+        student's adversarial examples maximise the KL divergence of its prediction from the teachers' clean
+        soft labels (their weighted mixture at temperature 1; attack ``pgd_kl``, 10 steps of ``eps / 4`` by
+        default), and the loss is ``alpha`` times the distillation term on them plus ``1 - alpha`` times the
+        distillation term on the clean inputs, with no hard-label term (RSLAD's own form is
+        ``alpha=5/6, temperature=1``).
     student_attack, student_eps : str and float, default="pgd", 0.1
         The attack on the student that makes its adversarial inputs with ``student_inputs="adversarial"`` or
-        ``"mixed"`` (unused with ``"clean"``), and its budget; the attack's own parameters are
-        ``student_attack__*`` (e.g. ``student_attack__nb_iter=10``).
+        ``"mixed"`` (unused with ``"clean"``; with ``"rslad"`` the attack is ``pgd_kl``), and its budget; the
+        attack's own parameters are ``student_attack__*`` (e.g. ``student_attack__nb_iter=10``).
     clip_min, clip_max : float, default=0.0, 1.0
         Valid input range.
     random_state : int, optional
@@ -228,7 +235,10 @@ class MultiTeacherDistiller(FeatureMatchingMixin, SeededNetMixin, AdversarialTra
             self.check_training_attack("an adversarial student (student_inputs != 'clean')")
 
     def training_attack(self):
-        """``student_attack`` when the student sees adversarial inputs, None for a clean-data student."""
+        """``student_attack`` when the student sees adversarial inputs (``pgd_kl`` for ``"rslad"``), None for a
+        clean-data student."""
+        if self.student_inputs == "rslad":
+            return RSLAD_ATTACK
         return None if self.student_inputs == "clean" else self.student_attack
 
     def initialize(self):
@@ -554,12 +564,20 @@ class MultiTeacherDistiller(FeatureMatchingMixin, SeededNetMixin, AdversarialTra
             teacher_logits = self.teacher_logits(X)
         weights = self.batch_weights(X, y_true, teacher_logits)
         student = [y_pred]
-        if training and self.student_inputs != "clean":
+        if training and self.student_inputs == "rslad":
             x = batch_inputs(X, self.device)
-            adv_pred = self.infer(self.adversarial_examples(x, y_true))
-            student = [adv_pred] if self.student_inputs == "adversarial" else [y_pred, adv_pred]
-        loss = distillation_loss(y_pred, y_true, teacher_logits, weights, self.temperature, self.alpha, self.kd,
-                                 criterion=self.criterion_, kd_student_logits=student)
+            soft = (weights[..., None] * F.softmax(teacher_logits, dim=2)).sum(1)    # the teachers' soft labels
+            adv_pred = self.infer(self.adversarial_examples(x, soft))
+            loss = sum(share * distillation_loss(y_pred, y_true, teacher_logits, weights, self.temperature, 1.0,
+                                                 self.kd, kd_student_logits=[logits])
+                       for share, logits in ((self.alpha, adv_pred), (1 - self.alpha, y_pred)) if share)
+        else:
+            if training and self.student_inputs != "clean":
+                x = batch_inputs(X, self.device)
+                adv_pred = self.infer(self.adversarial_examples(x, y_true))
+                student = [adv_pred] if self.student_inputs == "adversarial" else [y_pred, adv_pred]
+            loss = distillation_loss(y_pred, y_true, teacher_logits, weights, self.temperature, self.alpha, self.kd,
+                                     criterion=self.criterion_, kd_student_logits=student)
         if self.gradient_matching and X is not None:   # the term needs the inputs
             loss = loss + self.gradient_matching * self.gradient_matching_term(y_pred, y_true, X, teacher_logits,
                                                                               weights, training)

@@ -49,7 +49,7 @@ PROTOCOLS = {
 
 
 def _field(default, help, kind=None, choices=None):
-    """A config field with its command-line metadata (``kind``: "names", "budgets" or None)."""
+    """A config field with its command-line metadata (``kind``: "names", "budgets", "ints" or None)."""
     return dataclasses.field(default=default, metadata={"help": help, "kind": kind, "choices": choices})
 
 
@@ -113,6 +113,14 @@ class ExperimentConfig:
         Share of the distillation term.
     adversarial_student : bool, default=True
         Also train the ARD-style student (``--no-adversarial-student`` turns it off).
+    student_channels : tuple of two int, optional
+        Channels of every student's two conv blocks (:class:`~robustkd.SmallCNN`'s ``channels``); default the
+        teachers' ``(32, 64)``.
+    student_hidden : int, optional
+        Width of every student's hidden layer; default the teachers' 128. A student of another size than the
+        teachers adds the row ``direct_<student_attack>``: that architecture adversarially trained directly,
+        with the teachers' attack budget, schedule and robust model selection, the baseline a distilled student
+        has to beat. ``results.json`` holds every model's parameter count (``parameters``).
     n_train, n_test : int, optional
         Subsample the training and test sets.
     batch_size : int, default=64
@@ -166,6 +174,10 @@ class ExperimentConfig:
     temperature: float = _field(4.0, "distillation temperature")
     alpha: float = _field(0.9, "share of the distillation term")
     adversarial_student: bool = _field(True, "also train the ARD-style student")
+    student_channels: tuple = _field(None, "channels of every student's two conv blocks (default: the teachers', "
+                                           "32,64); a smaller student also gets a row of its own direct "
+                                           "adversarial training", "ints")
+    student_hidden: int = _field(None, "width of every student's hidden layer (default: the teachers', 128)")
     n_train: int = _field(None, "random subset of the training set (default: all of it)")
     n_test: int = _field(None, "random subset of the test set (default: all of it)")
     batch_size: int = _field(64, "training batch size")
@@ -211,7 +223,12 @@ class ExperimentConfig:
                                      "the eps-ball by design")
             if f.metadata["kind"] == "budgets" and (not value or any(not 0 < e < float("inf") for e in value)):
                 raise ValueError(f"{name} values must be finite and > 0; got {list(value)}")
-        smallest = {"epochs": 1, "n_train": 1, "n_test": 1, "batch_size": 1, "n_jobs": 1, "autoattack_n_test": 0,
+        channels = self.student_channels
+        if channels is not None and (len(channels) != 2 or any(
+                isinstance(c, bool) or not isinstance(c, numbers.Integral) or c < 1 for c in channels)):
+            raise ValueError(f"{label('student_channels')} must be two integers >= 1 (the channels of the two conv "
+                             f"blocks); got {list(channels)}")
+        smallest = {"student_hidden": 1, "epochs": 1, "n_train": 1, "n_test": 1, "batch_size": 1, "n_jobs": 1, "autoattack_n_test": 0,
                     "valid_size": 0}
         for key, low in smallest.items():
             value = getattr(self, key)

@@ -8,10 +8,12 @@ FAMILIES = (  # (prefix, label, colour map, line style)
     ("teacher_", "teachers", "Blues", "-"),
     ("kd_", "single-teacher students", "Greens", "--"),
     ("mtkd_", "multi-teacher students", "Reds", "-."),
+    ("direct_", "student trained directly", "Oranges", ":"),
 )
 #: Colours of :func:`plot_tradeoff`, one per family (and one for the adversarial-input student).
 FAMILY_COLOURS = {"baseline": "0.45", "teachers": "tab:blue", "single-teacher students": "tab:green",
-                  "multi-teacher students": "tab:red", "adversarial-input student": "tab:purple"}
+                  "multi-teacher students": "tab:red", "adversarial-input student": "tab:purple",
+                  "student trained directly": "tab:orange"}
 
 
 def _family(method):

@@ -62,6 +62,28 @@ def _fit_or_load(path, make, X, y, epochs, log):
     return model, seconds, False
 
 
+def student_architecture(cfg):
+    """The students' ``module__*`` parameters where ``cfg`` makes them another size than the teachers' (the
+    :class:`~robustkd.SmallCNN` defaults); empty where they are the teachers' size."""
+    from ..models import SmallCNN
+    import inspect
+
+    defaults = inspect.signature(SmallCNN).parameters
+    arch = {}
+    if cfg.student_channels is not None and tuple(cfg.student_channels) != defaults["channels"].default:
+        arch["module__channels"] = tuple(cfg.student_channels)
+    if cfg.student_hidden is not None and cfg.student_hidden != defaults["hidden"].default:
+        arch["module__hidden"] = cfg.student_hidden
+    return arch
+
+
+def _arch_key(arch):
+    """The part of a student's model key that names its size (none for the teachers' size: the keys of earlier
+    runs stay valid)."""
+    return {"student": {k.replace("module__", ""): list(v) if isinstance(v, tuple) else v
+                        for k, v in arch.items()}} if arch else {}
+
+
 def reproduce(cfg, progress=None):
     """Run the experiment described by ``cfg`` and write its files under ``cfg.out``.
 
@@ -163,8 +185,9 @@ def reproduce(cfg, progress=None):
         reused[f"teacher_{label}"] = was_reused
         files[f"teacher_{label}"] = pool_file
 
-    student = dict(common, temperature=cfg.temperature, alpha=cfg.alpha, random_state=cfg.seed)
-    kd_key = dict(teacher_key, temperature=cfg.temperature, alpha=cfg.alpha)
+    arch = student_architecture(cfg)    # {} for the teachers' size
+    student = dict(common, temperature=cfg.temperature, alpha=cfg.alpha, random_state=cfg.seed, **arch)
+    kd_key = dict(teacher_key, temperature=cfg.temperature, alpha=cfg.alpha, **_arch_key(arch))
     gm = cfg.gradient_matching
 
     def distiller(name, teachers, **kwargs):
@@ -193,6 +216,14 @@ def reproduce(cfg, progress=None):
                                                   feature_matching=0.0, student_inputs="adversarial",
                                                   student_attack=cfg.student_attack, student_eps=cfg.train_eps),
             **kd_key, scheme=cfg.scheme, adversarial=cfg.student_attack)
+
+    if arch:    # the baseline a smaller student has to beat: its own direct adversarial training
+        direct = f"direct_{cfg.student_attack}"
+        fit(direct, lambda: AdversarialTeacher(
+            SmallCNN, attack=cfg.student_attack, eps=cfg.train_eps, random_state=cfg.seed,
+            **{**common, **selection, **arch}, callbacks=callbacks(direct) + (
+                [RobustEarlyStopping(max_samples=cfg.valid_size, random_state=cfg.seed)] if cfg.valid_size else [])),
+            train_eps=cfg.train_eps, valid_size=cfg.valid_size, direct=cfg.student_attack, **_arch_key(arch))
 
     results = []
     os.makedirs(os.path.join(cfg.out, "evaluations"), exist_ok=True)
@@ -224,6 +255,7 @@ def reproduce(cfg, progress=None):
         "teacher_weights": weights,
         "teacher_names": labels,
         "union": union_members(cfg),
+        "parameters": {name: sum(p.numel() for p in model.module_.parameters()) for name, model in models.items()},
         "diagnostics": diagnostics,
         "timings": timings,
         "provenance": described,
