@@ -160,7 +160,8 @@ def test_weighter_accepts_instances_names_and_callables(teacher_pool, digits):
 
 def test_cache_gives_the_same_student_as_recomputing_teachers(teacher_pool, digits):
     X_train, _, y_train, _ = digits
-    a = make_distiller(teacher_pool, max_epochs=2).fit(X_train[:300], y_train[:300])
+    # logits and gradients exactly (the float16 feature cache is compared in test_feature_matching)
+    a = make_distiller(teacher_pool, max_epochs=2, cache_teacher_features=False).fit(X_train[:300], y_train[:300])
     b = make_distiller(teacher_pool, max_epochs=2, cache_teacher_outputs=False).fit(X_train[:300], y_train[:300])
     for pa, pb in zip(a.module_.parameters(), b.module_.parameters()):
         assert torch.allclose(pa, pb, atol=1e-5)

@@ -330,3 +330,35 @@ def _dumped(obj):
     joblib.dump(obj, buf)
     buf.seek(0)
     return buf
+
+
+def test_cached_teacher_features_train_the_student_the_uncached_way_without_running_the_teachers(teacher_pool,
+                                                                                                  digits):
+    from robustkd import MultiTeacherDistiller
+
+    X_train, X_test, y_train, _ = digits
+    X, y = X_train[:256], y_train[:256]
+    runs = []
+
+    class Counting(MultiTeacherDistiller):
+        def train_step_single(self, batch, **fit_params):
+            runs.append(0)
+            handles = [t.register_forward_hook(lambda *a: runs.__setitem__(-1, runs[-1] + 1)) for t in self.teachers_]
+            try:
+                return super().train_step_single(batch, **fit_params)
+            finally:
+                for h in handles:
+                    h.remove()
+
+    cached = _distiller(teacher_pool, Counting, feature_matching=5.0, gradient_matching=1.0).fit(X, y)
+    assert runs and not any(runs)                       # the teachers never ran in a training step
+    runs.clear()
+    uncached = _distiller(teacher_pool, Counting, feature_matching=5.0, gradient_matching=1.0,
+                          cache_teacher_features=False).fit(X, y)
+    assert runs and all(r == 3 for r in runs)           # each teacher once per step
+    errs = [[b["feature_err"] for row in d.history for b in row["batches"]] for d in (cached, uncached)]
+    np.testing.assert_allclose(errs[0], errs[1], rtol=2e-3)         # float16 targets: the same terms, rounded
+    np.testing.assert_allclose(cached.predict_proba(X_test), uncached.predict_proba(X_test), atol=2e-3)
+    item = cached.get_split_datasets(X, y)[0][5][0]
+    assert item["teacher_features"]["features.5|2"].dtype == torch.float16
+    assert "teacher_features" not in cached.set_params(cache_teacher_features=False).get_split_datasets(X, y)[0][5][0]

@@ -9,7 +9,7 @@ from torch import nn
 
 from .._validation import as_array, check_nonnegative
 from ..losses import feature_matching_loss
-from ._teachers import batch_inputs
+from ._teachers import batch_inputs, feature_key
 
 __all__ = ["FeatureMatchingMixin", "feature_layers_of"]
 
@@ -210,6 +210,26 @@ class FeatureMatchingMixin:
                           f"{dropped or 'the student has no pooling layer'}. Pass feature_layers=[...] or "
                           "{student_layer: teacher_layer}, or feature_matching=0", UserWarning, stacklevel=3)
 
+    def _feature_cache(self):
+        """Empty lists per :func:`feature_key` when the teachers' features are to be cached for this fit, else
+        None."""
+        if not (self.feature_matching and getattr(self, "feature_layers_", None) and self.cache_teacher_outputs
+                and self.cache_teacher_features):
+            return None
+        return {feature_key(n, k): [] for n in self.feature_layers_ for k in range(len(self.teachers_))}
+
+    def teacher_feature_targets(self, x):
+        """Each teacher's features on the inputs ``x`` at the partner of every matched student layer, as
+        ``{feature_key(student_layer, k): tensor}`` (no gradients)."""
+        layers = self.feature_layers_
+        pairs = getattr(self, "feature_pairs_", None) or {n: [n] * len(self.teachers_) for n in layers}
+        targets = {}
+        with torch.no_grad():
+            for k, teacher in enumerate(self.teachers_):
+                found = self._teacher_features(teacher, x, list(dict.fromkeys(pairs[n][k] for n in layers)))
+                targets.update((feature_key(n, k), found[pairs[n][k]]) for n in layers)
+        return targets
+
     @staticmethod
     def _teacher_features(teacher, x, layers):
         with captured(teacher, layers, {}, copy=True) as store:
@@ -246,7 +266,8 @@ class FeatureMatchingMixin:
         Parameters
         ----------
         X : Tensor of shape (n, ...) or batch dict
-            The clean inputs the student's features were computed on (the teachers run on them here).
+            The clean inputs the student's features were computed on (the teachers run on them here, unless the
+            batch carries their cached ``teacher_features``).
         weights : Tensor of shape (n, K)
             The per-input teacher weights (the distillation term's).
         training : bool, default=False
@@ -255,15 +276,16 @@ class FeatureMatchingMixin:
         features = getattr(self, "_student_features", None)
         if not features:
             return None
-        x = batch_inputs(X, self.device).detach()
+        if isinstance(X, dict) and "teacher_features" in X:         # cached once per fit
+            targets = {key: torch.as_tensor(value, device=self.device).float()
+                       for key, value in X["teacher_features"].items()}
+        else:
+            targets = self.teacher_feature_targets(batch_inputs(X, self.device).detach())
         layers = self.feature_layers_
-        pairs = getattr(self, "feature_pairs_", None) or {n: [n] * len(self.teachers_) for n in layers}
-        with torch.no_grad():
-            targets = [self._teacher_features(teacher, x, list(dict.fromkeys(pairs[n][k] for n in layers)))
-                       for k, teacher in enumerate(self.teachers_)]
         term = sum(feature_matching_loss([adapter(features[name]) for adapter in
                                           self.feature_adapters_[name.replace(".", "/")]],
-                                         [t[pairs[name][k]] for k, t in enumerate(targets)], weights)
+                                         [targets[feature_key(name, k)] for k in range(len(self.teachers_))],
+                                         weights)
                    for name in layers)
         if training:
             self.history.record_batch("feature_err", float(term.detach()) / len(layers))

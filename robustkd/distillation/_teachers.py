@@ -8,7 +8,12 @@ from torch import nn
 from .._input_gradients import input_gradients
 from ..training import TeacherPool
 
-__all__ = ["FrozenTeachers", "teacher_list", "fresh_student", "TeacherOutputs", "batch_inputs"]
+__all__ = ["FrozenTeachers", "teacher_list", "fresh_student", "TeacherOutputs", "batch_inputs", "feature_key"]
+
+
+def feature_key(student_layer, k):
+    """The key of teacher k's features for ``student_layer`` in a batch's ``teacher_features``."""
+    return f"{student_layer}|{k}"
 
 
 def teacher_list(teachers):
@@ -128,15 +133,19 @@ class TeacherOutputs(torch.utils.data.Dataset):
     ``teacher_logits`` is an ``(n, K, C)`` tensor computed once per fit, or None, in which case
     it is left out and the teachers run on every batch. ``teacher_grads`` likewise: ``(n, K, *D)``
     unit-norm gradients per teacher, or their per-sample weighted mixture ``(n, *D)``, or None;
-    ``teacher_weights`` ``(n, K)`` per-sample teacher weights computed once (``robust_precision``), or None.
+    ``teacher_weights`` ``(n, K)`` per-sample teacher weights computed once (``robust_precision``), or None;
+    ``teacher_features`` a dict of ``(n, ...)`` tensors, teacher k's features at the partner of each matched
+    student layer (keys from :func:`feature_key`), or None.
     ``X``/``y`` are exposed so skorch's scoring callbacks can still read the data.
     """
 
-    def __init__(self, dataset, teacher_logits=None, teacher_grads=None, teacher_weights=None):
+    def __init__(self, dataset, teacher_logits=None, teacher_grads=None, teacher_weights=None,
+                 teacher_features=None):
         self.dataset = dataset
         self.teacher_logits = teacher_logits
         self.teacher_grads = teacher_grads
         self.teacher_weights = teacher_weights
+        self.teacher_features = teacher_features
 
     def __len__(self):
         return len(self.dataset)
@@ -150,6 +159,8 @@ class TeacherOutputs(torch.utils.data.Dataset):
             item["teacher_grads"] = self.teacher_grads[i]
         if self.teacher_weights is not None:
             item["teacher_weights"] = self.teacher_weights[i]
+        if self.teacher_features is not None:
+            item["teacher_features"] = {key: value[i] for key, value in self.teacher_features.items()}
         return item, yi
 
     @property
