@@ -13,16 +13,15 @@ model passes.
     python benchmarks/autoattack_floor.py --models robustkd_out/models --model teacher_pgd --eps 0.1
 """
 import argparse
-import glob
-import os
 import time
 
-import joblib
 import numpy as np
 import torch
 
 from robustkd import load_split
 from robustkd.attacks import attack_mode, get_attack, sample_seeds
+
+from bench_autoattack import load_models     # the same reading of a reproduce run's models folder
 
 
 class Recorder(torch.nn.Module):
@@ -55,16 +54,6 @@ def replay(module, calls, shape):
     return time.perf_counter() - start
 
 
-def load(folder, name):
-    for path in sorted(glob.glob(os.path.join(folder, "*.joblib"))):
-        model = joblib.load(path)["model"]
-        stem = os.path.basename(path).split("-")[0]
-        for net in model.teachers_ if stem == "teachers" else [model]:
-            if (f"teacher_{net.attack}" if stem == "teachers" else stem) == name:
-                return net
-    raise SystemExit(f"no model {name!r} in {folder}")
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", required=True, help="the models folder of a robustkd reproduce run")
@@ -78,7 +67,10 @@ def main():
     _, X, _, y = load_split(args.dataset, args.data_home, seed=0)
     if args.n_test:
         X, y = X[:args.n_test], y[:args.n_test]
-    module = load(args.models, args.model).module_
+    found = load_models(args.models, [args.model])
+    if not found:
+        parser.error(f"no model {args.model!r} in {args.models}")
+    module = found[args.model].module_
     x, y = torch.from_numpy(X).float(), torch.from_numpy(y).long()
     recorder = Recorder(module)
     attack = get_attack("autoattack", recorder, eps=args.eps)

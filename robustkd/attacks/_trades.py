@@ -41,7 +41,6 @@ class KLPGD(ParamsRepr):
     """
 
     accepts_sample_seeds = True
-    accepts_soft_labels = True
 
     def __init__(self, predict, eps, *, nb_iter=10, eps_iter=None, init_std=0.001, clip_min=0.0, clip_max=1.0):
         for name, value in (("eps_iter", eps_iter), ("init_std", init_std)):

@@ -1,4 +1,6 @@
 """MTKD-AR: a student distilled on clean data from several adversarially trained teachers."""
+import contextlib
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -344,7 +346,8 @@ class MultiTeacherDistiller(FeatureMatchingMixin, SeededNetMixin, AdversarialTra
         features = self._feature_cache()
         for Xb, yb in self.get_iterator(dataset, training=False):
             xb = torch.as_tensor(Xb, device=self.device)
-            z = self.frozen_teachers_.check(xb)
+            with (contextlib.nullcontext({}) if features is None else self.capturing_teacher_features()) as found:
+                z = self.frozen_teachers_.check(xb)         # the same pass records the teachers' features
             if not logits:
                 self._check_label_range(y, z.shape[2])
                 for w in (self.weighter_, self.gradient_weighter_ if self.gradient_matching else None):
@@ -364,9 +367,8 @@ class MultiTeacherDistiller(FeatureMatchingMixin, SeededNetMixin, AdversarialTra
                 mix = (self.gradient_weighter_ or self.weighter_).per_sample
                 w = self.gradient_weights(batch, yb, z) if mix else None
                 grads.append(self._teacher_gradients(xb, yb, z, mix=mix, weights=w).cpu())
-            if features is not None:
-                for key, value in self.teacher_feature_targets(xb).items():
-                    features[key].append(value.to(torch.float16).cpu())
+            for key, value in found.items():
+                features[key].append(value.to(torch.float16).cpu())
         dataset = TeacherOutputs(dataset, torch.cat(logits) if self.cache_teacher_outputs else None,
                                  torch.cat(grads) if grads else None, torch.cat(weights) if weights else None,
                                  {k: torch.cat(v) for k, v in features.items()} if features else None)

@@ -218,16 +218,28 @@ class FeatureMatchingMixin:
             return None
         return {feature_key(n, k): [] for n in self.feature_layers_ for k in range(len(self.teachers_))}
 
+    @contextlib.contextmanager
+    def capturing_teacher_features(self):
+        """Within the block, each teacher's first forward pass records its features at the partner of every
+        matched student layer; after the block, the yielded dict holds them as
+        ``{feature_key(student_layer, k): tensor}`` (so a pass the block makes anyway, e.g. for the teachers'
+        logits, serves the features too)."""
+        layers = self.feature_layers_
+        pairs = getattr(self, "feature_pairs_", None) or {n: [n] * len(self.teachers_) for n in layers}
+        stores, targets = [{} for _ in self.teachers_], {}
+        with contextlib.ExitStack() as stack:
+            for k, teacher in enumerate(self.teachers_):
+                stack.enter_context(captured(teacher, list(dict.fromkeys(pairs[n][k] for n in layers)), stores[k],
+                                             copy=True))
+            yield targets
+        targets.update((feature_key(n, k), store[pairs[n][k]]) for k, store in enumerate(stores) for n in layers)
+
     def teacher_feature_targets(self, x):
         """Each teacher's features on the inputs ``x`` at the partner of every matched student layer, as
         ``{feature_key(student_layer, k): tensor}`` (no gradients)."""
-        layers = self.feature_layers_
-        pairs = getattr(self, "feature_pairs_", None) or {n: [n] * len(self.teachers_) for n in layers}
-        targets = {}
-        with torch.no_grad():
-            for k, teacher in enumerate(self.teachers_):
-                found = self._teacher_features(teacher, x, list(dict.fromkeys(pairs[n][k] for n in layers)))
-                targets.update((feature_key(n, k), found[pairs[n][k]]) for n in layers)
+        with torch.no_grad(), self.capturing_teacher_features() as targets:
+            for teacher in self.teachers_:
+                teacher(x)
         return targets
 
     @staticmethod

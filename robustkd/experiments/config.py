@@ -228,8 +228,8 @@ class ExperimentConfig:
                 isinstance(c, bool) or not isinstance(c, numbers.Integral) or c < 1 for c in channels)):
             raise ValueError(f"{label('student_channels')} must be two integers >= 1 (the channels of the two conv "
                              f"blocks); got {list(channels)}")
-        smallest = {"student_hidden": 1, "epochs": 1, "n_train": 1, "n_test": 1, "batch_size": 1, "n_jobs": 1, "autoattack_n_test": 0,
-                    "valid_size": 0}
+        smallest = {"student_hidden": 1, "epochs": 1, "n_train": 1, "n_test": 1, "batch_size": 1, "n_jobs": 1,
+                    "autoattack_n_test": 0, "valid_size": 0}
         for key, low in smallest.items():
             value = getattr(self, key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low):
