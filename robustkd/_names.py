@@ -10,7 +10,8 @@ ATTACKS = ("fgsm", "pgd", "pgd_l2", "bim", "mim", "cw", "cw_linf", "spsa", "apgd
            "apgd_ce_l2", "apgd_dlr_l2", "apgd_t_l2", "apgd", "apgd_l2", "square", "square_l2", "fab_t", "autoattack",
            "fgsm_rs", "nfgsm", "pgd_kl")
 TRAINING_ONLY = ("nfgsm",)  # perturbations leave the eps-ball by design: never an evaluation attack
-SCHEMES = ("uniform", "accuracy", "confidence", "loss", "entropy", "camkd", "robust_precision")
+SCHEMES = ("uniform", "accuracy", "confidence", "loss", "entropy", "camkd", "robust_precision",
+           "student_gap")
 
 
 def check_new_name(registry, kind, name, overwrite):

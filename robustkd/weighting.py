@@ -22,6 +22,10 @@ robust_precision  :math:`\\mathrm{softmax}_k(\\tilde p_{ik}[y_i] / \\tau)`, with
                   :math:`\\tilde p_{ik}` teacher k's probabilities at its own adversarial
                   example of x_i (PGD of its norm, ``n_steps`` steps, ``eps_scale``
                   times its training eps): a teacher robust around the input leads there
+student_gap       :math:`\\mathrm{softmax}_k(-d_{ik} / \\tau)`, with                          no
+                  :math:`d_{ik} = \\mathrm{KL}(p_{ik} \\,\\|\\, q_i)` and :math:`q_i` the
+                  student's current probabilities on x_i: teachers the
+                  student can follow lead (the weights change as it learns)
 ================  =====================================================================  ============
 
 A callable ``f(teacher_logits, y) -> (n, K) tensor`` may be given instead of a name;
@@ -82,6 +86,13 @@ def _entropy(z, y, tau):
     return F.softmax((log_p.exp() * log_p).sum(2) / tau, dim=1)
 
 
+def _student_gap(z, y, tau, student_logits):
+    log_p = F.log_softmax(z, dim=2)
+    log_q = F.log_softmax(student_logits.float(), dim=1).unsqueeze(1)
+    kl = (log_p.exp() * (log_p - log_q)).sum(2)       # KL(teacher k || student) per sample, (n, K)
+    return F.softmax(-kl / tau, dim=1)
+
+
 def _camkd(z, y, tau):
     n, k = z.shape[:2]
     if k == 1:
@@ -95,6 +106,8 @@ for _name, _fn, _labels in (("uniform", _uniform, False), ("accuracy", _accuracy
     register_scheme(_name, _fn, needs_labels=_labels, per_sample=_name != "accuracy")
 register_scheme("robust_precision", _confidence, needs_labels=True, adversarial=True,
                 description="confidence in the true class at the teacher's own adversarial example")
+register_scheme("student_gap", _student_gap, needs_labels=False, uses_student=True,
+                description="closeness of the student's prediction to each teacher's (KL)")
 if tuple(_SCHEMES) != SCHEMES:  # pragma: no cover - a guard for whoever edits either list
     raise ImportError(f"robustkd._names.SCHEMES {SCHEMES} does not match the built-in schemes {tuple(_SCHEMES)}")
 
@@ -108,7 +121,7 @@ def _check_rows(w, n, k, origin):
     return w / w.sum(1, keepdim=True)
 
 
-def teacher_weights(teacher_logits, y=None, scheme="confidence", tau=1.0):
+def teacher_weights(teacher_logits, y=None, scheme="confidence", tau=1.0, student_logits=None):
     """Weight matrix for ``teacher_logits`` under ``scheme`` (see the module docstring).
 
     Parameters
@@ -121,7 +134,10 @@ def teacher_weights(teacher_logits, y=None, scheme="confidence", tau=1.0):
     scheme : str or callable, default="confidence"
         A registered name (:func:`available_schemes`) or ``f(teacher_logits, y) -> (n, K)``.
     tau : float, default=1.0
-        Softmax temperature of ``confidence``, ``loss`` and ``entropy``; lower is sharper.
+        Softmax temperature of ``confidence``, ``loss``, ``entropy`` and ``student_gap``; lower is sharper.
+    student_logits : Tensor of shape (n, C), optional
+        The student's logits on the same inputs; required by the schemes that read them
+        (``student_gap`` and registered ones with ``uses_student``).
 
     Returns
     -------
@@ -156,7 +172,15 @@ def teacher_weights(teacher_logits, y=None, scheme="confidence", tau=1.0):
             y = torch.as_tensor(y, device=z.device).long()
             if y.shape != (n,):
                 raise ValueError(f"y must have shape ({n},); got {tuple(y.shape)}")
-        w = spec.fn(z, y if spec.needs_labels else None, tau)
+        if spec.uses_student:
+            if student_logits is None:
+                raise ValueError(f"scheme={scheme!r} needs the student's logits (student_logits)")
+            q = torch.as_tensor(student_logits, device=z.device).detach()
+            if q.shape != (n, z.shape[2]):
+                raise ValueError(f"student_logits must have shape ({n}, {z.shape[2]}); got {tuple(q.shape)}")
+            w = spec.fn(z, y if spec.needs_labels else None, tau, q)
+        else:
+            w = spec.fn(z, y if spec.needs_labels else None, tau)
         if scheme in SCHEMES:
             return w
         return _check_rows(w, n, k, f"scheme {scheme!r}").to(z.device)
@@ -235,9 +259,9 @@ class AdaptiveWeighter(BaseEstimator):
         """
         return self
 
-    def __call__(self, teacher_logits, y=None):
+    def __call__(self, teacher_logits, y=None, student_logits=None):
         """Return the ``(n, K)`` weight matrix; see :func:`teacher_weights`."""
-        return teacher_weights(teacher_logits, y, scheme=self.scheme, tau=self.tau)
+        return teacher_weights(teacher_logits, y, scheme=self.scheme, tau=self.tau, student_logits=student_logits)
 
     @property
     def per_sample(self):
@@ -248,6 +272,11 @@ class AdaptiveWeighter(BaseEstimator):
     def adversarial(self):
         """Whether the scheme reads the teachers' logits on their own adversarial examples."""
         return not callable(self.scheme) and self.scheme in _SCHEMES and _SCHEMES[self.scheme].adversarial
+
+    @property
+    def uses_student(self):
+        """Whether the scheme reads the student's logits (its weights then change during a fit)."""
+        return not callable(self.scheme) and self.scheme in _SCHEMES and _SCHEMES[self.scheme].uses_student
 
     @property
     def needs_labels(self):

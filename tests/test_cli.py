@@ -251,8 +251,9 @@ def test_cli_names_match_the_registries():
 
     assert set(ATTACKS) <= set(available_attacks())   # user code may register more (tests/test_registries.py)
     assert list(available_attacks())[:len(ATTACKS)] == list(ATTACKS)
+    torch = __import__("torch")
     for scheme in SCHEMES:
-        teacher_weights(__import__("torch").zeros(2, 2, 3), __import__("torch").zeros(2, dtype=int), scheme)
+        teacher_weights(torch.zeros(2, 2, 3), torch.zeros(2, dtype=int), scheme, student_logits=torch.zeros(2, 3))
 
 
 def test_evaluate_takes_the_number_of_classes_from_the_dataset_not_the_subsample(capsys):

@@ -1,4 +1,6 @@
 """Input-gradient distillation terms: per-sample input gradients and the cosine matching loss."""
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -103,7 +105,8 @@ class GradientCacheRecorder:
         return train, valid
 
 
-@pytest.mark.parametrize("scheme, stored", [("confidence", "mixture"), ("accuracy", "per teacher")])
+@pytest.mark.parametrize("scheme, stored", [("confidence", "mixture"), ("accuracy", "per teacher"),
+                                            ("student_gap", "per teacher")])
 def test_cached_teacher_gradients_equal_fresh_ones(teacher_pool, digits, scheme, stored):
     from robustkd import MultiTeacherDistiller
     Recorder = type("Recorder", (GradientCacheRecorder, MultiTeacherDistiller), {})
@@ -200,6 +203,32 @@ def test_robust_precision_weights_favour_the_teacher_robust_around_each_input(te
     assert np.allclose(d.mean_teacher_weights()[0], w.mean(0).numpy(), atol=2e-3)  # a mean of batch means
     uncached = type(d)(teachers, cache_teacher_outputs=False, **kw).fit(X_train[:300], y_train[:300])
     assert np.allclose(uncached.mean_teacher_weights(), d.mean_teacher_weights(), atol=1e-4)
+
+
+def test_student_gap_weights_follow_the_student_as_it_learns(teacher_pool, digits):
+    from robustkd.losses import distillation_loss
+    from robustkd.weighting import teacher_weights
+    X_train, _, y_train, _ = digits
+    X, y = X_train[:300], y_train[:300]
+    d = _distiller(teacher_pool, weighter="student_gap", weighter__tau=0.1, gradient_matching=0.0,
+                   feature_matching=0.0, max_epochs=3).fit(X, y)
+    x, yt = torch.as_tensor(X), torch.as_tensor(y).long()
+    z = d.teacher_logits(x)
+    with torch.no_grad():
+        student = d.infer(x)
+    expected = teacher_weights(z, None, "student_gap", tau=0.1, student_logits=student)
+    assert torch.allclose(d.batch_weights(x, yt), expected, atol=1e-6), "the fitted student's own logits"
+    # the loss weighs the teachers by the logits it is given, not by a cached or stale student
+    other = z[:, 0].clone()
+    loss = d.get_loss(other, yt, X=x, teacher_logits=z)
+    w = teacher_weights(z, None, "student_gap", tau=0.1, student_logits=other)
+    assert (w.argmax(1) == 0).all(), "a student that is teacher 0 follows teacher 0 most"
+    assert torch.allclose(loss, distillation_loss(other, yt, z, w, d.temperature, d.alpha, d.kd,
+                                                  criterion=d.criterion_, kd_student_logits=[other]), atol=1e-6)
+    means = d.mean_teacher_weights()
+    assert np.abs(means[0] - means[-1]).max() > 1e-3, "the weights move with the student between epochs"
+    joblib_round_trip = pickle.loads(pickle.dumps(d))
+    assert torch.allclose(joblib_round_trip.batch_weights(x, yt), expected, atol=1e-6)
 
 
 def test_robust_precision_needs_teachers_with_a_threat_model(teacher_pool, standard_net, digits):

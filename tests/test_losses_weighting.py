@@ -17,7 +17,8 @@ def test_every_scheme_gives_a_stochastic_matrix(n, k, c, scale, tau, seed, schem
     g = torch.Generator().manual_seed(seed)
     logits = torch.randn(n, k, c, generator=g) * scale
     y = torch.randint(0, c, (n,), generator=g)
-    w = teacher_weights(logits, y, scheme=scheme, tau=tau)
+    student = torch.randn(n, c, generator=g) * scale       # read by the schemes that use the student only
+    w = teacher_weights(logits, y, scheme=scheme, tau=tau, student_logits=student)
     assert w.shape == (n, k) and torch.isfinite(w).all()
     assert (w >= 0).all()
     assert torch.allclose(w.sum(1), torch.ones(n), atol=1e-5)
@@ -53,6 +54,36 @@ def test_formulas_match_their_definitions():
     # batch accuracy: teacher 0 right on 1 of 2 samples... (argmax of sample 1 for teacher 0 is class 1: right)
     acc = torch.tensor([1.0, 0.5])
     assert torch.allclose(teacher_weights(logits, y, "accuracy"), (acc / acc.sum()).expand(2, 2))
+
+
+def test_student_gap_leads_with_the_teachers_the_student_is_closest_to():
+    logits, y = _logits()
+    student = torch.tensor([[4.0, 0.5, 0.0], [0.0, 1.0, 1.0]])  # near teacher 0 on sample 0, teacher 0 on 1 too
+    p, log_q = F.softmax(logits, 2), F.log_softmax(student, 1).unsqueeze(1)
+    kl = (p * (p.log() - log_q)).sum(2)
+    w = teacher_weights(logits, None, "student_gap", tau=0.5, student_logits=student)
+    assert torch.allclose(w, F.softmax(-kl / 0.5, 1))
+    assert w[0, 0] > w[0, 1] and w[1, 0] > w[1, 1], "labels play no part: the student's neighbour leads"
+    same = teacher_weights(logits, None, "student_gap", tau=0.05, student_logits=logits[:, 1])
+    assert (same[:, 1] > 0.99).all(), "a teacher the student matches exactly takes (nearly) all the weight"
+    assert AdaptiveWeighter("student_gap").uses_student and not AdaptiveWeighter("confidence").uses_student
+
+
+@pytest.mark.parametrize("student, match", [
+    (None, r"scheme='student_gap' needs the student's logits \(student_logits\)"),
+    (torch.zeros(2, 4), r"student_logits must have shape \(2, 3\); got \(2, 4\)"),
+])
+def test_student_gap_needs_the_students_logits(student, match):
+    logits, _ = _logits()
+    with pytest.raises(ValueError, match=match):
+        teacher_weights(logits, scheme="student_gap", student_logits=student)
+
+
+def test_a_scheme_cannot_read_both_the_student_and_adversarial_examples():
+    from robustkd.weighting import register_scheme
+    with pytest.raises(ValueError, match="uses_student and adversarial cannot be combined"):
+        register_scheme("both", lambda z, y, tau, s: torch.ones(z.shape[:2]), needs_labels=False,
+                        uses_student=True, adversarial=True)
 
 
 def test_accuracy_falls_back_to_uniform_when_no_teacher_is_right():

@@ -82,7 +82,8 @@ class MultiTeacherDistiller(FeatureMatchingMixin, SeededNetMixin, AdversarialTra
         (they must share one).
     weighter : str, AdaptiveWeighter class or instance, or callable, default="uniform"
         Per-input teacher weights: a scheme name (``"uniform"``, ``"confidence"`` (MTKD-AR's), ``"loss"``,
-        ``"entropy"``, ``"camkd"``, ``"robust_precision"``, ... see :mod:`robustkd.weighting`), an
+        ``"entropy"``, ``"camkd"``, ``"robust_precision"``, ``"student_gap"`` (weights that follow the student
+        as it learns), ... see :mod:`robustkd.weighting`), an
         :class:`~robustkd.AdaptiveWeighter`, or a callable ``f(teacher_logits, y) -> (n, K)``. The scheme's
         parameters are ``weighter__*`` (``weighter__tau=0.1``); ``weighter__scheme`` overrides a name given here,
         so ``GridSearchCV`` can search over schemes.
@@ -364,7 +365,8 @@ class MultiTeacherDistiller(FeatureMatchingMixin, SeededNetMixin, AdversarialTra
                 batch["teacher_weights"] = self.batch_weights(batch, yb, z)
                 weights.append(batch["teacher_weights"].cpu())
             if self.gradient_matching:
-                mix = (self.gradient_weighter_ or self.weighter_).per_sample
+                g = self.gradient_weighter_ or self.weighter_
+                mix = g.per_sample and not getattr(g, "uses_student", False)   # weights fixed for the fit: store the mixture
                 w = self.gradient_weights(batch, yb, z) if mix else None
                 grads.append(self._teacher_gradients(xb, yb, z, mix=mix, weights=w).cpu())
             for key, value in found.items():
@@ -384,20 +386,22 @@ class MultiTeacherDistiller(FeatureMatchingMixin, SeededNetMixin, AdversarialTra
                 raise ValueError(f"y holds labels outside the teachers' classes 0..{n_classes - 1}: "
                                  f"min {y_idx.min()}, max {y_idx.max()}")
 
-    def batch_weights(self, X, y, teacher_logits=None):
+    def batch_weights(self, X, y, teacher_logits=None, student_logits=None):
         """The per-input teacher weights ``(n, K)`` of the distillation term for a batch: cached ones when
         ``X`` is a training batch that carries them, else the weighter's on the teachers' logits (clean, or
-        on each teacher's own adversarial examples for a scheme such as ``robust_precision``)."""
-        return self._weights_of(self.weighter_, "teacher_weights", X, y, teacher_logits)
+        on each teacher's own adversarial examples for a scheme such as ``robust_precision``). A scheme
+        that reads the student (``student_gap``) gets ``student_logits`` on the clean inputs, or the
+        student's current ones when they are not given."""
+        return self._weights_of(self.weighter_, "teacher_weights", X, y, teacher_logits, student_logits)
 
-    def gradient_weights(self, X, y, teacher_logits=None):
+    def gradient_weights(self, X, y, teacher_logits=None, student_logits=None):
         """The per-input teacher weights ``(n, K)`` of the input-gradient term: ``gradient_weighter``'s, or
         the distillation term's (:meth:`batch_weights`) when it has none."""
         if self.gradient_weighter_ is None:
-            return self.batch_weights(X, y, teacher_logits)
-        return self._weights_of(self.gradient_weighter_, "gradient_weights", X, y, teacher_logits)
+            return self.batch_weights(X, y, teacher_logits, student_logits)
+        return self._weights_of(self.gradient_weighter_, "gradient_weights", X, y, teacher_logits, student_logits)
 
-    def _weights_of(self, weighter, key, X, y, teacher_logits):
+    def _weights_of(self, weighter, key, X, y, teacher_logits, student_logits=None):
         if isinstance(X, dict) and key in X:
             return torch.as_tensor(X[key], device=self.device)
         y = torch.as_tensor(y, device=self.device).long()
@@ -405,7 +409,13 @@ class MultiTeacherDistiller(FeatureMatchingMixin, SeededNetMixin, AdversarialTra
             x = batch_inputs(X, self.device)
             index = X.get("index") if isinstance(X, dict) else None
             return weighter(self.teacher_adversarial_logits(x, y, index, weighter), y)
-        return weighter(self.teacher_logits(X) if teacher_logits is None else teacher_logits, y)
+        z = self.teacher_logits(X) if teacher_logits is None else teacher_logits
+        if not getattr(weighter, "uses_student", False):
+            return weighter(z, y)
+        if student_logits is None:
+            with torch.no_grad():
+                student_logits = self.infer(batch_inputs(X, self.device))
+        return weighter(z, y, student_logits=student_logits.detach())
 
     def _threat_models(self, weighter=None):
         """Per teacher, the attack that measures its robust precision: PGD of its training attack's norm
@@ -441,7 +451,8 @@ class MultiTeacherDistiller(FeatureMatchingMixin, SeededNetMixin, AdversarialTra
             raise TypeError(f"weighter must be an AdaptiveWeighter, a scheme name or a callable; got weighter={w!r}")
         check_params(w, getattr(type(w), "_parameter_constraints", {}), prefix="weighter__")
         if not callable(w.scheme):  # validate the scheme's name up front; callables are checked on the first batch
-            w(torch.zeros(1, 2, 2), torch.zeros(1, dtype=torch.long))
+            w(torch.zeros(1, 2, 2), torch.zeros(1, dtype=torch.long),
+              student_logits=torch.zeros(1, 2) if getattr(w, "uses_student", False) else None)
         return w
 
     def _build_gradient_weighter(self):
@@ -579,7 +590,7 @@ class MultiTeacherDistiller(FeatureMatchingMixin, SeededNetMixin, AdversarialTra
         y_true = torch.as_tensor(y_true, device=y_pred.device).long()
         if teacher_logits is None:
             teacher_logits = self.teacher_logits(X)
-        weights = self.batch_weights(X, y_true, teacher_logits)
+        weights = self.batch_weights(X, y_true, teacher_logits, y_pred)
         student = [y_pred]
         if training and self.student_inputs == "rslad":
             x = batch_inputs(X, self.device)
