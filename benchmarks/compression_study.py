@@ -13,8 +13,12 @@ parameters on 28x28 images, ``8,16:32`` 1/16). The methods:
   clean outputs (``student_inputs="adversarial"``; equal weights);
 * ``rslad``: RSLAD (``student_inputs="rslad", alpha=5/6, temperature=1``; equal weights);
 * ``direct_<attack>``: the student's architecture adversarially trained directly, with the teachers' schedule
-  and robust model selection: ``direct_fgsm_rs``, ``direct_nfgsm``, ``direct_pgd`` (PGD-10) and
-  ``direct_trades`` (TRADES with its KL attack, 10 steps).
+  and robust model selection: ``direct_fgsm_rs``, ``direct_nfgsm``, ``direct_pgd`` (PGD-10, its budget
+  ramped up over the first three epochs by :class:`~robustkd.callbacks.EpsilonWarmup`: without it the small
+  students never left chance level) and ``direct_trades`` (TRADES with its KL attack, 10 steps).
+
+A distilled method may name its weighting scheme after ``@``: ``rslad@student_gap`` is RSLAD with
+``weighter="student_gap"`` (the methods' own weighting otherwise).
 
 Every model trains for the protocol's epochs (``--epochs`` to change it) and is saved under ``OUT/models``
 with its fit time, and reused by a re-run; evaluations are saved under ``OUT/evaluations``. AutoAttack runs
@@ -34,17 +38,19 @@ import time
 
 import joblib
 import numpy as np
+from sklearn.base import clone
 from sklearn.model_selection import StratifiedShuffleSplit
 from skorch.dataset import ValidSplit
 
 from robustkd import (AdversarialTeacher, MultiTeacherDistiller, RobustEarlyStopping, SmallCNN, TeacherPool,
                       load_split, robust_score)
-from robustkd.callbacks import OneCycleSchedule
+from robustkd.callbacks import EpsilonWarmup, OneCycleSchedule
 from robustkd.datasets import DATASETS
 from robustkd.experiments import PROTOCOLS
 
 DIRECT = {"direct_fgsm_rs": dict(attack="fgsm_rs"), "direct_nfgsm": dict(attack="nfgsm"),
           "direct_pgd": dict(attack="pgd"), "direct_trades": dict(attack="pgd_kl", objective="trades")}
+WARMUP = {"direct_pgd": EpsilonWarmup(epochs=3)}
 DISTILLED = {"default": dict(),
              "mtkd_ar": dict(weighter="confidence", gradient_matching=0.0, feature_matching=0.0),
              "ard": dict(student_inputs="adversarial", student_attack="pgd", weighter="uniform",
@@ -96,9 +102,9 @@ def main():
     parser.add_argument("--score-teachers", action="store_true", help="score the teachers too (after the students)")
     args = parser.parse_args()
     methods = args.methods.split(",")
-    unknown = sorted(set(methods) - set(METHODS))
+    unknown = sorted(m for m in methods if m.partition("@")[0] not in (DISTILLED if "@" in m else METHODS))
     if unknown:
-        parser.error(f"unknown methods {unknown}; choose from {METHODS}")
+        parser.error(f"unknown methods {unknown}; choose from {METHODS} (a distilled one may add @scheme)")
     protocol = PROTOCOLS[args.dataset]
     epochs = args.epochs or protocol["epochs"]
     eps = args.eps or protocol["train_eps"]
@@ -136,14 +142,17 @@ def main():
             for method in methods:
                 if method in DIRECT:
                     def make(method=method, arch=arch):
+                        warmup = [clone(WARMUP[method])] if method in WARMUP else []
                         return AdversarialTeacher(SmallCNN, eps=protocol["train_eps"], random_state=seed,
                                                   **{**common, **split, **arch}, **DIRECT[method],
-                                                  callbacks=schedule + stopping)
+                                                  callbacks=schedule + warmup + stopping)
                 else:
                     def make(method=method, arch=arch):
+                        base, _, scheme = method.partition("@")
+                        weighting = dict(weighter=scheme) if scheme else {}
                         return MultiTeacherDistiller(pool, module=SmallCNN, student_eps=protocol["train_eps"],
-                                                     random_state=seed, **common, **arch, **DISTILLED[method],
-                                                     callbacks=list(schedule))
+                                                     random_state=seed, **common, **arch,
+                                                     **{**DISTILLED[base], **weighting}, callbacks=list(schedule))
                 candidates.append((size_name(size), method, make))
         if args.score_teachers:
             candidates += [("teachers", f"teacher_{t.attack}", lambda t=t: t) for t in pool.teachers_]
@@ -198,9 +207,8 @@ def summarize(rows):
             best = max(direct, key=lambda r: r["autoattack"])
             print(f"size {size}, seed {seed}: best direct training {best['method']} (autoattack {best['autoattack']:.4f},"
                   f" clean {best['clean']:.4f}, fit {best['fit_seconds']:.0f} s)")
-            for m in DISTILLED:
-                if m in cell:
-                    r = cell[m]
+            for m, r in cell.items():
+                if m not in DIRECT:
                     print(f"    {m:8s} autoattack {100 * (r['autoattack'] - best['autoattack']):+6.2f} points, clean "
                           f"{100 * (r['clean'] - best['clean']):+6.2f}, fit {r['fit_seconds'] / best['fit_seconds']:.2f}x")
 
@@ -214,7 +222,7 @@ def plot(rows, path, eps):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for method in METHODS:
+    for method in dict.fromkeys(r["method"] for r in rows if r["size"] != "teachers"):
         points = {}
         for r in rows:
             if r["method"] == method:

@@ -1,5 +1,6 @@
 """skorch callbacks of robust training: robustness on held-out data, model selection by it, the one-cycle
-learning rate of fast adversarial training, weight averaging, and the distiller's teacher weights."""
+learning rate of fast adversarial training, a warm-up of the training budget, weight averaging, and the
+distiller's teacher weights."""
 import warnings
 
 import numpy as np
@@ -11,7 +12,8 @@ from .evaluation import robust_score
 from .threat_models import training_eps, training_norm
 from ._validation import NONNEGATIVE, POSITIVE, POSITIVE_INT, UNIT, Interval, check_params
 
-__all__ = ["RobustAccuracy", "RobustEarlyStopping", "OneCycleSchedule", "WeightAveraging", "TeacherWeights"]
+__all__ = ["RobustAccuracy", "RobustEarlyStopping", "OneCycleSchedule", "EpsilonWarmup", "WeightAveraging",
+           "TeacherWeights"]
 
 
 class _CheckedCallback(Callback):
@@ -305,6 +307,69 @@ class OneCycleSchedule(_CheckedCallback):
     def on_epoch_end(self, net, **kwargs):
         if hasattr(self, "lr_"):
             net.history.record("lr", self.lr_)
+
+
+class EpsilonWarmup(_CheckedCallback):
+    """Ramp the training attack's budget up linearly over the first epochs, set before every training batch.
+
+    Multi-step adversarial training of a small network from its first step can stall at chance level (its
+    loss stays at ln C: Madry et al., 2018, saw it on low-capacity networks); starting from a small budget
+    and growing it, as certified and adversarial training commonly do, lets the network learn the task
+    first. At progress ``t = (epoch + batch / batches_per_epoch) / epochs`` the attack uses ``start + (1 -
+    start) * t`` (at most 1) of the net's budget (``eps`` of an :class:`~robustkd.AdversarialTeacher`,
+    ``student_eps`` of a distiller's adversarial student); at share 0 the batch trains on clean inputs.
+    Only the crafting of training examples sees the share: robust scores and
+    :class:`RobustEarlyStopping` always use the whole budget. Progress is read from the net's ``history``,
+    so a resumed fit continues the ramp. The epoch's last share is recorded in ``history`` as
+    ``eps_scale``.
+
+    Parameters
+    ----------
+    epochs : float, default=3
+        Epochs to reach the whole budget (> 0; fractions allowed).
+    start : float, default=0.0
+        First share of the budget, in [0, 1].
+
+    Examples
+    --------
+    >>> from robustkd import AdversarialTeacher, SmallCNN, load_digits_images
+    >>> from robustkd.callbacks import EpsilonWarmup
+    >>> X, y = load_digits_images()
+    >>> net = AdversarialTeacher(SmallCNN, module__input_shape=(1, 8, 8), attack="pgd", eps=0.2, max_epochs=4,
+    ...                          batch_size=128, train_split=None, verbose=0, callbacks=[EpsilonWarmup(epochs=2)])
+    >>> [round(s, 2) for s in net.fit(X[:256], y[:256]).history[:, "eps_scale"]]  # 2 batches per epoch
+    [0.25, 0.75, 1.0, 1.0]
+    """
+
+    _parameter_constraints = {"epochs": [POSITIVE], "start": [UNIT]}
+
+    def __init__(self, epochs=3, start=0.0):
+        self.epochs = epochs
+        self.start = start
+
+    def on_train_begin(self, net, **kwargs):
+        if not hasattr(net, "eps_scale"):
+            raise TypeError(f"EpsilonWarmup needs a net with a training attack (AdversarialTeacher, "
+                            f"MultiTeacherDistiller); got {type(net).__name__}")
+
+    def on_epoch_begin(self, net, dataset_train=None, **kwargs):
+        batch_size = net.get_params_for("iterator_train").get("batch_size", net.batch_size)
+        self.batches_ = max(1, -(-len(dataset_train) // batch_size)) if dataset_train is not None else 1
+        self.epoch_, self.batch_ = len(net.history) - 1, 0
+
+    def on_batch_begin(self, net, training=False, **kwargs):
+        if not training:
+            return
+        t = (self.epoch_ + self.batch_ / self.batches_) / self.epochs
+        net.eps_scale_ = min(1.0, self.start + (1 - self.start) * t)
+        self.batch_ += 1
+
+    def on_epoch_end(self, net, **kwargs):
+        if hasattr(net, "eps_scale_"):
+            net.history.record("eps_scale", net.eps_scale_)
+
+    def on_train_end(self, net, **kwargs):
+        net.__dict__.pop("eps_scale_", None)     # after the fit the net is what it always is: the whole budget
 
 
 class WeightAveraging(_CheckedCallback):

@@ -16,6 +16,7 @@ EXAMPLES = {
                                                        attack_params={"nb_iter": 2}),
     "RobustEarlyStopping": lambda: callbacks.RobustEarlyStopping(max_samples=16, attack_params={"nb_iter": 2}),
     "OneCycleSchedule": lambda: callbacks.OneCycleSchedule(max_lr=0.002),
+    "EpsilonWarmup": lambda: callbacks.EpsilonWarmup(epochs=0.5, start=0.1),
     "WeightAveraging": lambda: callbacks.WeightAveraging(decay=0.99),
     "EpochLog": lambda: EpochLog("teacher_{attack}"),   # the command line's, held to the same contract
     "TeacherWeights": lambda: callbacks.TeacherWeights(),

@@ -169,3 +169,63 @@ def test_one_cycle_learning_rate_rises_then_falls_and_resumes_where_it_stopped(d
                          (dict(max_lr=0.0), r"max_lr must be None or a finite number > 0; got max_lr=0.0")]:
         with pytest.raises(ValueError, match=message):
             teacher(attack=None, max_epochs=1, callbacks=[OneCycleSchedule(**bad)]).fit(X, y)
+
+
+def test_epsilon_warmup_ramps_the_training_budget_and_only_the_training_budget(digits):
+    from robustkd.callbacks import EpsilonWarmup
+
+    X_train, _, y_train, _ = digits
+    X, y = X_train[:256], y_train[:256]
+    seen = []
+
+    class Budgets(Callback):    # the budget of the attack each training batch is crafted with
+        def on_batch_begin(self, net, training=False, batch=None, **kwargs):
+            if training:
+                attack = net.build_attack()
+                seen.append((0.0 if attack is None else attack.eps, net.training_eps()))
+
+    full = teacher(attack="pgd", eps=0.2, max_epochs=4, batch_size=64, attack__nb_iter=2,
+                   callbacks=[EpsilonWarmup(epochs=2, start=0.0), Budgets()]).fit(X, y)
+    # 4 batches per epoch: share t = i / 8 of eps over the first two epochs, then the whole budget
+    expected = [0.2 * min(1.0, i / 8) for i in range(16)]
+    assert [a for a, _ in seen] == pytest.approx(expected)
+    assert all(whole == 0.2 for _, whole in seen), "scores and model selection keep the whole budget"
+    assert list(full.history[:, "eps_scale"]) == pytest.approx([3 / 8, 7 / 8, 1.0, 1.0])
+    assert full.eps_scale() == 1.0 and "eps_scale_" not in vars(full), "after the fit: the whole budget"
+    # at share 0 the batch trains on the clean inputs
+    first = teacher(attack="pgd", eps=0.2, max_epochs=1, callbacks=[EpsilonWarmup(epochs=2)])
+    first.initialize()
+    first.eps_scale_ = 0.0
+    x = torch.as_tensor(X[:8])
+    assert torch.equal(first.adversarial_examples(x, torch.as_tensor(y[:8])), x)
+    # a resumed fit continues the ramp where it stopped, and ends with the uninterrupted fit's weights
+    seen.clear()
+    half = teacher(attack="pgd", eps=0.2, max_epochs=4, batch_size=64, attack__nb_iter=2,
+                   callbacks=[EpsilonWarmup(epochs=2, start=0.0), Budgets()])
+    half.partial_fit(X, y, epochs=1)
+    half.partial_fit(X, y, epochs=3)
+    assert [a for a, _ in seen] == pytest.approx(expected)
+    assert all(torch.equal(p, q) for p, q in zip(half.module_.parameters(), full.module_.parameters()))
+    # a distiller's adversarial student ramps its student_eps the same way
+    from robustkd import MultiTeacherDistiller
+    seen.clear()
+    MultiTeacherDistiller([full], student_inputs="adversarial", student_eps=0.1, student_attack__nb_iter=1,
+                          max_epochs=1, batch_size=64, train_split=None, verbose=0, random_state=0,
+                          callbacks=[EpsilonWarmup(epochs=1, start=0.5), Budgets()]).fit(X, y)
+    assert [a for a, _ in seen] == pytest.approx([0.1 * (0.5 + 0.5 * i / 4) for i in range(4)])
+    for bad, message in [(dict(epochs=0), r"epochs must be a finite number > 0; got epochs=0"),
+                         (dict(start=1.5), r"start must be a finite number in \[0, 1\]; got start=1.5")]:
+        with pytest.raises(ValueError, match=message):
+            teacher(attack="pgd", max_epochs=1, callbacks=[EpsilonWarmup(**bad)]).fit(X, y)
+
+
+def test_epsilon_warmup_needs_a_net_with_a_training_attack(digits):
+    from skorch import NeuralNetClassifier
+
+    from robustkd.callbacks import EpsilonWarmup
+
+    X_train, _, y_train, _ = digits
+    net = NeuralNetClassifier(SmallCNN, module__input_shape=(1, 8, 8), criterion=torch.nn.CrossEntropyLoss,
+                              max_epochs=1, train_split=None, verbose=0, callbacks=[EpsilonWarmup()])
+    with pytest.raises(TypeError, match="EpsilonWarmup needs a net with a training attack .* got NeuralNetClassifier"):
+        net.fit(X_train[:64], y_train[:64])

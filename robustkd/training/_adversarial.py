@@ -48,15 +48,28 @@ class AdversarialTrainingMixin:
                           "robustkd.callbacks.RobustEarlyStopping", RobustKDWarning, stacklevel=3)
         self._attack_on(torch.nn.Identity())  # on a stand-in model: bad attack parameters fail before training
 
-    def _attack_on(self, model):
-        return get_attack(self.training_attack(), model, eps=self.training_eps(), clip_min=self.clip_min,
+    def _attack_on(self, model, scale=1.0):
+        return get_attack(self.training_attack(), model, eps=self.training_eps() * scale, clip_min=self.clip_min,
                           clip_max=self.clip_max, **self.get_params_for(self.attack_param))
 
+    def eps_scale(self):
+        """The share of the budget the training attack uses now: ``eps_scale_`` while
+        :class:`~robustkd.callbacks.EpsilonWarmup` ramps it up, else 1. Scores and model selection always use
+        the whole budget (``training_eps()``)."""
+        return getattr(self, "eps_scale_", 1.0)
+
     def build_attack(self):
-        """The attack on the current ``module_`` (None without a training attack)."""
-        return None if self.training_attack() is None else self._attack_on(self.module_)
+        """The attack on the current ``module_`` at the current share of the budget (None without a training
+        attack or while that share is 0)."""
+        if self.training_attack() is None or self.eps_scale() == 0:
+            return None
+        return self._attack_on(self.module_, self.eps_scale())
 
     def adversarial_examples(self, X, y):
-        """Adversarial examples of the current module for a batch (tensors on the net's device)."""
-        return perturb(self.build_attack(), torch.as_tensor(X, device=self.device),
-                       torch.as_tensor(y, device=self.device))
+        """Adversarial examples of the current module for a batch (tensors on the net's device); the clean
+        inputs while a warm-up holds the budget at 0."""
+        x = torch.as_tensor(X, device=self.device)
+        attack = self.build_attack()
+        if attack is None:
+            return x
+        return perturb(attack, x, torch.as_tensor(y, device=self.device))
