@@ -99,7 +99,9 @@ def main():
     parser.add_argument("--n-test", type=int, default=1000, help="AutoAttack on the first N test images (0: all)")
     parser.add_argument("--eps", type=float, default=None, help="AutoAttack's budget (default: the teachers')")
     parser.add_argument("--jobs", type=int, default=-1, help="n_jobs of the evaluation")
-    parser.add_argument("--score-teachers", action="store_true", help="score the teachers too (after the students)")
+    parser.add_argument("--score-teachers", nargs="?", const="all", default=None, metavar="ATTACKS",
+                        help="score the teachers too, after the students (all, or those of the comma-separated "
+                             "training attacks)")
     args = parser.parse_args()
     methods = args.methods.split(",")
     unknown = sorted(m for m in methods if m.partition("@")[0] not in (DISTILLED if "@" in m else METHODS))
@@ -155,7 +157,9 @@ def main():
                                                      **{**DISTILLED[base], **weighting}, callbacks=list(schedule))
                 candidates.append((size_name(size), method, make))
         if args.score_teachers:
-            candidates += [("teachers", f"teacher_{t.attack}", lambda t=t: t) for t in pool.teachers_]
+            chosen = None if args.score_teachers == "all" else args.score_teachers.split(",")
+            candidates += [("teachers", f"teacher_{t.attack}", lambda t=t: t) for t in pool.teachers_
+                           if chosen is None or t.attack in chosen]
         for size, method, make in candidates:     # each model scored as soon as it is trained
             if size == "teachers":
                 model, seconds = make(), pool_seconds
