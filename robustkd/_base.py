@@ -3,10 +3,11 @@ import contextlib
 
 import numpy as np
 import torch
+from sklearn.metrics import accuracy_score
 
 from . import _rng
 from ._validation import (as_array, check_device, check_images, check_params, encode_labels, is_index_labels,
-                          not_fitted_error)
+                          labeled_subset, not_fitted_error, unlabeled_mask)
 from ._interrupts import is_ctrl_c, watch_sigint
 from ._layout import channels_last, channels_last_training
 from ._rng import check_seed, derive_seed
@@ -64,6 +65,8 @@ class SeededNetMixin:
         return _rng.fork(None if seed is None else seed + offset, cuda=str(self.device).startswith("cuda"))
 
     _restore_rng = staticmethod(_rng.restore)
+    #: Whether ``fit`` takes samples labelled -1 as unlabeled (scikit-learn's semi-supervised convention).
+    accepts_unlabeled = False
 
     def _restore_caller_rng(self):
         self._restore_rng(self.__dict__.pop("caller_rng_state_", None))
@@ -134,7 +137,8 @@ class SeededNetMixin:
     def _encode_y(self, y):
         if y is None or not getattr(self, "encodes_labels_", False):
             return y
-        return encode_labels(y, len(y), len(self.classes_), classes=self.classes_).numpy()
+        return encode_labels(y, len(y), len(self.classes_), classes=self.classes_,
+                             unlabeled=self.accepts_unlabeled).numpy()
 
     def get_dataset(self, dataset, y=None):
         """As skorch's, but pandas objects become arrays, numeric arrays are cast to float32 (the
@@ -161,9 +165,14 @@ class SeededNetMixin:
         shape mismatches into a ValueError that names the input shape.
         """
         X, y = as_array(X), as_array(y)
-        super().check_data(X, y)
+        labeled = y
+        if y is not None and self.accepts_unlabeled and np.ndim(y) == 1:
+            mask = unlabeled_mask(y)
+            if mask.any():   # classes come from the labeled samples (all -1: the subclass decides)
+                labeled = y[torch.from_numpy(~mask)] if isinstance(y, torch.Tensor) else np.asarray(y)[~mask]
+        super().check_data(X, labeled if labeled is None or len(labeled) else y)
         if y is not None:
-            self.encodes_labels_ = not is_index_labels(y)
+            self.encodes_labels_ = bool(len(labeled)) and not is_index_labels(labeled)
         if y is None or isinstance(X, torch.utils.data.Dataset) or not isinstance(X, (np.ndarray, torch.Tensor)):
             return
         if np.ndim(y) != 1:
@@ -189,11 +198,31 @@ class SeededNetMixin:
                 raise ValueError(f"y has {len(self.classes_)} distinct labels but the module has {n_outputs} "
                                  "outputs")
         else:
-            encode_labels(y, len(X_t), n_outputs)
+            encode_labels(y, len(X_t), n_outputs, unlabeled=self.accepts_unlabeled)
 
     def check_outputs(self, X, n_outputs):
         """Hook of ``check_data``: check more about the module on two samples ``X`` (a tensor on the
         net's device) after the trial forward pass gave ``n_outputs`` logits. Nothing by default."""
+
+    def score(self, X, y, sample_weight=None):
+        """Accuracy on the labeled samples of ``(X, y)``; samples labelled -1 (unlabeled) are skipped.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Inputs.
+        y : array-like of shape (n_samples,)
+            Labels, -1 for an unlabeled sample (skipped).
+        sample_weight : array-like of shape (n_samples,), optional
+            Sample weights.
+
+        Returns
+        -------
+        float
+            The accuracy (``GridSearchCV``'s default score).
+        """
+        X, y, sample_weight = labeled_subset(X, y, sample_weight)
+        return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
 
     def predict(self, X):
         """Predicted labels: ``classes_`` entries when ``fit`` got non-index labels, else logit indices.

@@ -133,17 +133,71 @@ def check_images(X, *, clip_min=0.0, clip_max=1.0, name="X"):
     return X
 
 
-def encode_labels(y, n_samples, n_outputs, classes=None):
+#: The label of an unlabeled sample, as scikit-learn's semi-supervised estimators take it.
+UNLABELED = -1
+
+
+def unlabeled_mask(y):
+    """Boolean mask of the samples labelled ``-1`` (unlabeled, scikit-learn's convention): numeric labels
+    equal to -1, or the integer -1 among object labels (strings cannot hold it, as in scikit-learn)."""
+    y_arr = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(as_array(y))
+    if y_arr.dtype.kind == "O":
+        return np.array([isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v == UNLABELED
+                         for v in y_arr.ravel()], dtype=bool).reshape(y_arr.shape)
+    if y_arr.dtype.kind in "iuf":
+        return y_arr == UNLABELED
+    return np.zeros(y_arr.shape, dtype=bool)
+
+
+def labeled_subset(X, y, sample_weight=None):
+    """``(X, y, sample_weight)`` without the samples labelled -1; an error when no sample has a label."""
+    y = as_array(y)
+    mask = unlabeled_mask(y)
+    if not mask.any():
+        return X, y, sample_weight
+    if mask.all():
+        raise ValueError("y has no labeled sample (every label is -1, unlabeled): nothing to score")
+    keep = ~mask
+    index = torch.from_numpy(keep) if isinstance(X, torch.Tensor) else keep
+    X = as_array(X)
+    if not hasattr(X, "__getitem__") or isinstance(X, (dict, list)):
+        X = np.asarray(X)
+    y = y[torch.from_numpy(keep)] if isinstance(y, torch.Tensor) else np.asarray(y)[keep]
+    return X[index], y, None if sample_weight is None else np.asarray(sample_weight)[keep]
+
+
+def labeled_accuracy(net, X, y):
+    """Accuracy of ``net`` on the labeled samples of a training or validation dataset ``(X, y)``, whose
+    labels are class indices (encoded, -1 for unlabeled): the distiller's ``valid_acc`` scorer."""
+    from sklearn.metrics import accuracy_score
+    if y is None:
+        return float("nan")
+    y = as_array(y)
+    y = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    keep = ~unlabeled_mask(y)
+    if not keep.any():
+        return float("nan")
+    return float(accuracy_score(y[keep], np.asarray(net.predict_proba(X)).argmax(1)[keep]))
+
+
+def encode_labels(y, n_samples, n_outputs, classes=None, unlabeled=False):
     """Return ``y`` as an int64 tensor of indices in ``[0, n_outputs)``.
 
     Without ``classes``, ``y`` must already hold indices; with ``classes`` (the label values of
-    a net fitted on non-index labels), each label is replaced by its position in ``classes``.
+    a net fitted on non-index labels), each label is replaced by its position in ``classes``. With
+    ``unlabeled``, samples labelled -1 stay -1 (unlabeled) and are not checked.
     """
     y_arr = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(as_array(y))
     if y_arr.ndim != 1:
         raise ValueError(f"y must be one-dimensional; got shape {y_arr.shape}")
     if len(y_arr) != n_samples:
         raise ValueError(f"X and y have different lengths: len(X)={n_samples}, len(y)={len(y_arr)}")
+    mask = unlabeled_mask(y_arr) if unlabeled else None
+    if mask is not None and mask.any():
+        out = torch.full((n_samples,), UNLABELED, dtype=torch.int64)
+        out[torch.from_numpy(~mask)] = encode_labels(y_arr[~mask], int((~mask).sum()), n_outputs, classes,
+                                                     unlabeled=True)
+        return out
     if classes is not None:
         classes = np.asarray(classes)
         try:
@@ -165,7 +219,7 @@ def encode_labels(y, n_samples, n_outputs, classes=None):
     if bad.size:
         raise ValueError(
             f"y holds labels {sorted(set(bad.tolist()))[:10]} outside the model's classes 0..{n_outputs - 1} "
-            f"(it has {n_outputs} outputs)"
+            f"(it has {n_outputs} outputs)" + ("; -1 marks an unlabeled sample" if unlabeled else "")
         )
     return torch.from_numpy(y_arr)
 
@@ -229,6 +283,19 @@ class Options:
 
     def __str__(self):
         return "one of " + repr(list(self.values))
+
+
+class HasMethods:
+    """A constraint: an object with the given methods (e.g. a fitted classifier's ``predict``)."""
+
+    def __init__(self, *names):
+        self.names = names
+
+    def accepts(self, value):
+        return not isinstance(value, type) and all(callable(getattr(value, n, None)) for n in self.names)
+
+    def __str__(self):
+        return "an object with " + " and ".join(f"{n}()" for n in self.names)
 
 
 def _accepts(constraint, value):

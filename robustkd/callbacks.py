@@ -164,6 +164,9 @@ class RobustEarlyStopping(_CheckedCallback):
             raise ValueError("RobustEarlyStopping needs a validation split: set train_split, e.g. "
                              "skorch.dataset.ValidSplit(0.1) (data held out from training, never the test set)")
         X, y = _arrays(dataset_valid)
+        labeled = np.asarray(y) != -1               # a distiller's unlabeled samples have no robust accuracy
+        if not labeled.all():
+            X, y = X[torch.from_numpy(labeled) if isinstance(X, torch.Tensor) else labeled], np.asarray(y)[labeled]
         X, y = X[:self.max_samples], np.asarray(y[:self.max_samples])
         eps = self.eps if self.eps is not None else training_eps(net)
         l2 = self.eps is None and training_norm(net) == "l2"   # eps is then an L2 radius

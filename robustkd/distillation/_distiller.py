@@ -6,10 +6,12 @@ import torch
 import torch.nn.functional as F
 from sklearn.base import clone
 from skorch import NeuralNetClassifier
+from skorch.callbacks import EpochScoring
 
 from .._base import SeededNetMixin, net_defaults
 from .._rng import check_seed
-from .._validation import NONNEGATIVE, POSITIVE, UNIT, Interval, Options, as_array, check_params, is_index_labels
+from .._validation import (NONNEGATIVE, POSITIVE, UNIT, Interval, Options, as_array, check_images, check_params,
+                           is_index_labels, labeled_accuracy, unlabeled_mask)
 from ..callbacks import TeacherWeights
 from ..losses import KD_FORMS, distillation_loss, gradient_matching_loss, input_gradients
 from ..training import AdversarialTrainingMixin
@@ -275,9 +277,36 @@ class MultiTeacherDistiller(FeatureMatchingMixin, SeededNetMixin, AdversarialTra
         self._reset_feature_adapters()
         return self
 
+    accepts_unlabeled = True
+
     def get_default_callbacks(self):
-        """skorch's defaults plus :class:`~robustkd.callbacks.TeacherWeights`."""
-        return list(super().get_default_callbacks()) + [("teacher_weights", TeacherWeights())]
+        """skorch's defaults (validation accuracy on the labeled samples only) plus
+        :class:`~robustkd.callbacks.TeacherWeights`."""
+        callbacks = [(name, EpochScoring(labeled_accuracy, name="valid_acc", lower_is_better=False, on_train=False))
+                     if name == "valid_acc" else (name, cb) for name, cb in super().get_default_callbacks()]
+        return callbacks + [("teacher_weights", TeacherWeights())]
+
+    def filled_labels(self, y, teacher_logits):
+        """``y`` as class indices, each unlabeled sample (-1) given the teachers' label: the class of their
+        mean probabilities. These labels feed what needs a class on every sample (the weighting schemes
+        that read labels, the teachers' and the student's input gradients, the student's attacks); the
+        hard-label term sees the labeled samples only."""
+        y = torch.as_tensor(y, device=teacher_logits.device).long()
+        missing = y < 0
+        if not missing.any():
+            return y
+        return torch.where(missing, F.softmax(teacher_logits.float(), dim=2).mean(1).argmax(1), y)
+
+    def _hard_label_criterion(self, labeled):
+        """``criterion_`` on the labeled samples of the batch, as a share of the batch (0 without any)."""
+        if labeled.all():
+            return self.criterion_
+
+        def criterion(logits, y):
+            if not labeled.any():
+                return logits.sum() * 0.0
+            return self.criterion_(logits[labeled], y[labeled]) * labeled.float().mean()
+        return criterion
 
     # ------------------------------------------------------- frozen teachers
     @property
@@ -311,14 +340,24 @@ class MultiTeacherDistiller(FeatureMatchingMixin, SeededNetMixin, AdversarialTra
         """As the teachers': non-index labels (e.g. strings) are encoded with the teachers' ``classes_``
         when the teachers were fitted on such labels, so student and teacher logits mean the same class."""
         super().check_data(X, y)
-        if getattr(self, "encodes_labels_", False):
-            fitted = [t for t in teacher_list(self.teachers) if getattr(t, "encodes_labels_", False)]
-            if fitted:
-                self.classes_inferred_ = np.asarray(fitted[0].classes_)
-                unknown = sorted(set(np.unique(as_array(y)).tolist()) - set(self.classes_inferred_.tolist()))
-                if unknown:
-                    raise ValueError(f"y holds labels {unknown[:10]} that the teachers were not fitted on; their "
-                                     f"classes are {self.classes_inferred_[:10].tolist()}")
+        if y is None:
+            return
+        y = as_array(y)
+        mask = unlabeled_mask(y) if np.ndim(y) == 1 else np.zeros(0, dtype=bool)
+        fitted = [t for t in teacher_list(self.teachers) if getattr(t, "encodes_labels_", False)]
+        if mask.size and mask.all():    # no label at all: the teachers fix the classes
+            self.encodes_labels_ = bool(fitted)
+            self.classes_inferred_ = (np.asarray(fitted[0].classes_) if fitted else
+                                      np.arange(self.frozen_teachers_.check(check_images(X[:1]).to(self.device))
+                                                .shape[2]))
+        elif getattr(self, "encodes_labels_", False) and fitted:
+            self.classes_inferred_ = np.asarray(fitted[0].classes_)
+            labels = (y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y))[~mask]
+            unknown = sorted(set(labels.tolist()) - set(self.classes_inferred_.tolist()), key=str)
+            if unknown:
+                raise ValueError(f"y holds labels {unknown[:10]} that the teachers were not fitted on; their "
+                                 f"classes are {self.classes_inferred_[:10].tolist()} (-1 marks an unlabeled "
+                                 f"sample)")
 
     def check_outputs(self, X, n_outputs):
         """The teachers take the inputs and agree with the student on the number of classes."""
@@ -359,7 +398,7 @@ class MultiTeacherDistiller(FeatureMatchingMixin, SeededNetMixin, AdversarialTra
                 break
             index = torch.arange(start, start + len(xb))
             start += len(xb)
-            yb = torch.as_tensor(yb, device=self.device).long()
+            yb = self.filled_labels(torch.as_tensor(yb, device=self.device), z)
             batch = {"X": xb, "index": index}
             if self.weighter_.adversarial:
                 batch["teacher_weights"] = self.batch_weights(batch, yb, z)
@@ -382,9 +421,10 @@ class MultiTeacherDistiller(FeatureMatchingMixin, SeededNetMixin, AdversarialTra
         y_idx = as_array(y)
         if y_idx is not None and is_index_labels(y_idx):  # other labels were checked in check_data
             y_idx = np.asarray(y_idx.cpu() if isinstance(y_idx, torch.Tensor) else y_idx)
-            if y_idx.min() < 0 or y_idx.max() >= n_classes:
-                raise ValueError(f"y holds labels outside the teachers' classes 0..{n_classes - 1}: "
-                                 f"min {y_idx.min()}, max {y_idx.max()}")
+            y_idx = y_idx[y_idx != -1]                      # unlabeled samples
+            if y_idx.size and (y_idx.min() < 0 or y_idx.max() >= n_classes):
+                raise ValueError(f"y holds labels outside the teachers' classes 0..{n_classes - 1} (-1 marks an "
+                                 f"unlabeled sample): min {y_idx.min()}, max {y_idx.max()}")
 
     def batch_weights(self, X, y, teacher_logits=None, student_logits=None):
         """The per-input teacher weights ``(n, K)`` of the distillation term for a batch: cached ones when
@@ -405,6 +445,9 @@ class MultiTeacherDistiller(FeatureMatchingMixin, SeededNetMixin, AdversarialTra
         if isinstance(X, dict) and key in X:
             return torch.as_tensor(X[key], device=self.device)
         y = torch.as_tensor(y, device=self.device).long()
+        if (y < 0).any():                           # unlabeled samples: the teachers' label
+            teacher_logits = self.teacher_logits(X) if teacher_logits is None else teacher_logits
+            y = self.filled_labels(y, teacher_logits)
         if weighter.adversarial:
             x = batch_inputs(X, self.device)
             index = X.get("index") if isinstance(X, dict) else None
@@ -590,6 +633,8 @@ class MultiTeacherDistiller(FeatureMatchingMixin, SeededNetMixin, AdversarialTra
         y_true = torch.as_tensor(y_true, device=y_pred.device).long()
         if teacher_logits is None:
             teacher_logits = self.teacher_logits(X)
+        labeled = y_true >= 0                        # -1: an unlabeled sample, never in the hard-label term
+        y_true = self.filled_labels(y_true, teacher_logits)
         weights = self.batch_weights(X, y_true, teacher_logits, y_pred)
         student = [y_pred]
         if training and self.student_inputs == "rslad":
@@ -605,7 +650,7 @@ class MultiTeacherDistiller(FeatureMatchingMixin, SeededNetMixin, AdversarialTra
                 adv_pred = self.infer(self.adversarial_examples(x, y_true))
                 student = [adv_pred] if self.student_inputs == "adversarial" else [y_pred, adv_pred]
             loss = distillation_loss(y_pred, y_true, teacher_logits, weights, self.temperature, self.alpha, self.kd,
-                                     criterion=self.criterion_, kd_student_logits=student)
+                                     criterion=self._hard_label_criterion(labeled), kd_student_logits=student)
         if self.gradient_matching and X is not None:   # the term needs the inputs
             loss = loss + self.gradient_matching * self.gradient_matching_term(y_pred, y_true, X, teacher_logits,
                                                                               weights, training)

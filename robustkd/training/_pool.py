@@ -100,7 +100,8 @@ class TeacherPool(ClassifierMixin, BaseEstimator):
         X : array-like of shape (n_samples, ...)
             Training inputs in the attacks' clip range.
         y : array-like of shape (n_samples,)
-            Class indices.
+            Labels; -1 marks an unlabeled sample, left out or pseudo-labelled as the template's
+            ``pseudo_labeler`` says (see :class:`AdversarialTeacher`).
 
         Returns
         -------
@@ -119,7 +120,8 @@ class TeacherPool(ClassifierMixin, BaseEstimator):
 
     def _clone_for(self, attack, eps, seed):
         accepts = available_attacks()[attack]["accepts"]
-        params = {k: clone(v, safe=False) for k, v in self.teacher.get_params(deep=False).items()
+        params = {k: v if k == "pseudo_labeler" else clone(v, safe=False)   # a fitted model, shared
+                  for k, v in self.teacher.get_params(deep=False).items()
                   if not k.startswith("attack__") or k[len("attack__"):] in accepts}
         params.update(attack=attack, random_state=seed, **({} if eps is None else {"eps": eps}))
         return type(self.teacher)(**params)

@@ -6,13 +6,15 @@ its own way. :class:`AdversarialTeacher` is one such clone; :class:`TeacherPool`
 fits one per attack with joblib.
 """
 
+import numpy as np
 import torch
+from sklearn.base import clone
 from skorch import NeuralNetClassifier
 from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
 
 from .._base import SeededNetMixin, net_defaults
-from .._validation import NONNEGATIVE, UNIT, Interval, Options
+from .._validation import NONNEGATIVE, UNIT, HasMethods, Interval, Options, as_array, check_value, unlabeled_mask
 from ..losses import OBJECTIVES, trades_loss
 from ._adversarial import AdversarialTrainingMixin
 
@@ -62,6 +64,12 @@ class AdversarialTeacher(SeededNetMixin, AdversarialTrainingMixin, NeuralNetClas
     random_state : int, optional
         Seeds initialisation, and each epoch's shuffling and attacks from ``(random_state, epoch)``
         (so a resumed fit continues exactly); the global RNG is restored after fit.
+    pseudo_labeler : fitted classifier, optional
+        What to do with unlabeled samples (``y == -1``, scikit-learn's convention): None leaves them out
+        of the fit; a fitted classifier (anything with ``predict``, e.g. a standard net trained on the
+        labeled samples) labels them with its predictions, once per fit, and the teacher trains on all of
+        them: robust self-training (Carmon et al., 2019). Shared, not copied, by ``clone`` and
+        :class:`~robustkd.TeacherPool`.
     criterion : torch criterion class, default=torch.nn.CrossEntropyLoss
         On logits. (skorch's default ``NLLLoss`` expects log-probabilities; a logits
         module trained with it stays at chance.)
@@ -92,6 +100,7 @@ class AdversarialTeacher(SeededNetMixin, AdversarialTrainingMixin, NeuralNetClas
        Learning-Driven Multi-Teacher Knowledge Distillation. arXiv:2507.20996.
     .. [2] Madry et al. (2018). Towards Deep Learning Models Resistant to Adversarial Attacks. ICLR.
     .. [3] Zhang et al. (2019). Theoretically Principled Trade-off between Robustness and Accuracy. ICML.
+    .. [4] Carmon et al. (2019). Unlabeled Data Improves Adversarial Robustness. NeurIPS.
 
     Examples
     --------
@@ -112,11 +121,12 @@ class AdversarialTeacher(SeededNetMixin, AdversarialTrainingMixin, NeuralNetClas
         "beta": [NONNEGATIVE],
         "clip_min": [Interval()],
         "clip_max": [Interval()],
+        "pseudo_labeler": [None, HasMethods("predict")],
     }
 
     def __init__(self, module, *, attack="pgd", eps=0.1, adv_ratio=1.0, objective="madry", beta=6.0, clip_min=0.0,
-                 clip_max=1.0, random_state=None, criterion=torch.nn.CrossEntropyLoss, optimizer=torch.optim.Adam,
-                 lr=1e-3, **kwargs):
+                 clip_max=1.0, random_state=None, pseudo_labeler=None, criterion=torch.nn.CrossEntropyLoss,
+                 optimizer=torch.optim.Adam, lr=1e-3, **kwargs):
         super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, **net_defaults(kwargs))
         self.attack = attack
         self.eps = eps
@@ -126,6 +136,42 @@ class AdversarialTeacher(SeededNetMixin, AdversarialTrainingMixin, NeuralNetClas
         self.clip_min = clip_min
         self.clip_max = clip_max
         self.random_state = random_state
+        self.pseudo_labeler = pseudo_labeler
+
+    def __sklearn_clone__(self):
+        # the pseudo-labeler is a fitted model the teacher reads, not a hyper-parameter: shared, not cloned
+        params = self.get_params(deep=False)
+        labeler = params.pop("pseudo_labeler")
+        return type(self)(pseudo_labeler=labeler, **{k: clone(v, safe=False) for k, v in params.items()})
+
+    def partial_fit(self, X, y=None, classes=None, **fit_params):
+        """skorch's ``partial_fit`` (``fit`` goes through it), after unlabeled samples (``y == -1``) are
+        left out or pseudo-labelled (``pseudo_labeler``)."""
+        X, y = self.labeled_data(X, y)
+        return super().partial_fit(X, y, classes=classes, **fit_params)
+
+    def labeled_data(self, X, y):
+        """``(X, y)`` as the teacher trains on them: without the unlabeled samples (``y == -1``), or with
+        ``pseudo_labeler``'s labels for them."""
+        mask = unlabeled_mask(y) if y is not None and np.ndim(as_array(y)) == 1 else None
+        if mask is None or not mask.any():
+            return X, y
+        check_value(self.pseudo_labeler, "pseudo_labeler", self._parameter_constraints["pseudo_labeler"])
+        X, y = as_array(X), as_array(y)
+        if not isinstance(X, (np.ndarray, torch.Tensor)):
+            raise TypeError(f"unlabeled samples (y == -1) need X as an array or tensor; got {type(X).__name__}")
+        y = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.array(y)
+        index = torch.from_numpy(mask) if isinstance(X, torch.Tensor) else mask
+        if self.pseudo_labeler is None:
+            if mask.all():
+                raise ValueError("y has no labeled sample (every label is -1): pass pseudo_labeler=<a fitted "
+                                 "classifier> to label them (robust self-training)")
+            return X[~index], y[~mask]
+        labels = np.asarray(self.pseudo_labeler.predict(X[index]))
+        if labels.dtype.kind in "USO" and y.dtype.kind != "O":
+            y = y.astype(object)
+        y[mask] = labels
+        return X, y
 
     def check_training_readiness(self):
         super().check_training_readiness()   # the parameters against their table, then skorch's checks
