@@ -136,6 +136,30 @@ def test_reproduce_with_fast_teachers_a_one_cycle_schedule_and_robust_selection(
         assert trained == 200, "240 training images, 40 held out for the robust selection"
 
 
+def test_reproduce_with_few_labels_marks_the_rest_unlabeled(tmp_path):
+    import json
+
+    import joblib
+
+    out = tmp_path / "out"
+    assert main(TINY + ["--labeled", "60", "--no-adversarial-student", "--out", str(out)]) == 0
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["config"]["labeled"] == 60
+    extra = ["mtkd_default_labeled", "teacher_rst_fgsm", "teacher_rst_pgd", "mtkd_default_rst"]
+    assert summary["methods"] == METHODS[:-1] + extra
+    saved = {p.name.split("-")[0]: joblib.load(p)["model"] for p in (out / "models").glob("*.joblib")}
+
+    def trained_on(model):     # images seen in the first epoch
+        return sum(b["train_batch_size"] for b in model.history[0]["batches"] if "train_batch_size" in b)
+    assert trained_on(saved["standard"]) == 60, "the standard model trains on the labeled images only"
+    assert all(trained_on(t) == 60 for t in saved["teachers"].teachers_), "so do the teachers"
+    assert trained_on(saved["mtkd_default"]) == 240, "the students see every image"
+    assert trained_on(saved["mtkd_default_labeled"]) == 60
+    rst = saved["teachers_rst"].teachers_
+    assert all(trained_on(t) == 240 and t.pseudo_labeler is not None for t in rst), "self-training: all of them"
+    assert main(TINY + ["--labeled", "5", "--out", str(tmp_path / "bad")]) == 2
+
+
 def test_reproduce_prints_one_table_per_attack(tmp_path, capsys):
     argv = [a for a in TINY if a != "--quiet"] + ["--out", str(tmp_path), "--no-adversarial-student"]
     assert main(argv) == 0

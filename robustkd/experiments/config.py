@@ -178,6 +178,10 @@ class ExperimentConfig:
                                            "32,64); a smaller student also gets a row of its own direct "
                                            "adversarial training", "ints")
     student_hidden: int = _field(None, "width of every student's hidden layer (default: the teachers', 128)")
+    labeled: int = _field(None, "keep the labels of N training images (stratified by the seed) and mark the "
+                                "others unlabeled: the standard model and the teachers train on the N, the "
+                                "students on every image; adds mtkd_default_labeled (the N alone) and "
+                                "mtkd_default_rst with robust self-training teachers (default: all labeled)")
     n_train: int = _field(None, "random subset of the training set (default: all of it)")
     n_test: int = _field(None, "random subset of the test set (default: all of it)")
     batch_size: int = _field(64, "training batch size")
@@ -228,7 +232,7 @@ class ExperimentConfig:
                 isinstance(c, bool) or not isinstance(c, numbers.Integral) or c < 1 for c in channels)):
             raise ValueError(f"{label('student_channels')} must be two integers >= 1 (the channels of the two conv "
                              f"blocks); got {list(channels)}")
-        smallest = {"student_hidden": 1, "epochs": 1, "n_train": 1, "n_test": 1, "batch_size": 1, "n_jobs": 1,
+        smallest = {"student_hidden": 1, "epochs": 1, "n_train": 1, "labeled": 1, "n_test": 1, "batch_size": 1, "n_jobs": 1,
                     "autoattack_n_test": 0, "valid_size": 0}
         for key, low in smallest.items():
             value = getattr(self, key)

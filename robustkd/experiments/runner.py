@@ -115,6 +115,7 @@ def reproduce(cfg, progress=None):
     """
     import numpy as np
 
+    from sklearn.base import clone
     from sklearn.model_selection import StratifiedShuffleSplit
     from skorch.dataset import ValidSplit
 
@@ -140,11 +141,24 @@ def reproduce(cfg, progress=None):
         raise ValueError(f"valid_size must leave training images on both sides: between {n_classes} and "
                          f"{len(X_train) - n_classes} for {len(X_train)} training images and {n_classes} classes "
                          f"(0: no robust selection); got valid_size={cfg.valid_size}")
+    y_fit = y_train
+    if cfg.labeled:     # a few labels: the others are marked unlabeled (-1), as scikit-learn's convention
+        if not n_classes <= cfg.labeled <= len(X_train) - n_classes:
+            raise ValueError(f"labeled must leave images on both sides: between {n_classes} and "
+                             f"{len(X_train) - n_classes} for {len(X_train)} training images and {n_classes} "
+                             f"classes; got labeled={cfg.labeled}")
+        if cfg.valid_size and cfg.valid_size > cfg.labeled - n_classes:
+            raise ValueError(f"valid_size must leave labeled images to train on: at most {cfg.labeled - n_classes} "
+                             f"with labeled={cfg.labeled}; got valid_size={cfg.valid_size}")
+        kept, _ = next(StratifiedShuffleSplit(n_splits=1, train_size=cfg.labeled, random_state=cfg.seed)
+                       .split(X_train, y_train))
+        y_fit = np.full_like(y_train, -1)
+        y_fit[kept] = y_train[kept]
     common = dict(module__input_shape=tuple(X_train.shape[1:]), module__n_classes=n_classes, lr=cfg.lr,
                   max_epochs=cfg.epochs, batch_size=cfg.batch_size, train_split=None, verbose=0, device=cfg.device)
     data_key = dict(dataset=cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed,
                     epochs=cfg.epochs, batch_size=cfg.batch_size, n=len(X_train), lr=cfg.lr,
-                    lr_schedule=cfg.lr_schedule, format=MODEL_FORMAT)
+                    lr_schedule=cfg.lr_schedule, format=MODEL_FORMAT, **({"labeled": cfg.labeled} if cfg.labeled else {}))
 
     def callbacks(name):
         return [EpochLog(name)] + ([OneCycleSchedule()] if cfg.lr_schedule == "onecycle" else [])
@@ -153,11 +167,12 @@ def reproduce(cfg, progress=None):
     def path(name, **extra):
         return os.path.join(cfg.out, "models", f"{name}-{_key(**data_key, **extra)}.joblib")
 
-    def fit(name, make, **extra):
+    def fit(name, make, data=None, **extra):
         log("training", name)
         files[name] = path(name, **extra)
-        models[name], timings[name], reused[name] = _fit_or_load(files[name], make, X_train, y_train,
-                                                                 cfg.epochs, lambda *a: log(*a))
+        X, y = (X_train, y_fit) if data is None else data
+        models[name], timings[name], reused[name] = _fit_or_load(files[name], make, X, y, cfg.epochs,
+                                                                 lambda *a: log(*a))
         log("done", name)
         return models[name]
 
@@ -174,16 +189,20 @@ def reproduce(cfg, progress=None):
     template = AdversarialTeacher(SmallCNN, eps=cfg.train_eps, **{**common, **selection}, callbacks=callbacks(
         "teacher_{attack}") + ([RobustEarlyStopping(max_samples=cfg.valid_size, random_state=cfg.seed)]
                                if cfg.valid_size else []))
-    pool_file = path("teachers", **teacher_key)
-    pool, _, was_reused = _fit_or_load(pool_file, lambda: TeacherPool(
-        template, attacks=[name if eps is None else (name, eps) for name, eps in specs], n_jobs=cfg.n_jobs,
-        random_state=cfg.seed), X_train, y_train, cfg.epochs, lambda *a: log(*a))
-    log("done", "teachers")
-    for label, teacher in zip(labels, pool.teachers_):
-        models[f"teacher_{label}"] = teacher
-        timings[f"teacher_{label}"] = float(sum(teacher.history[:, "dur"]))
-        reused[f"teacher_{label}"] = was_reused
-        files[f"teacher_{label}"] = pool_file
+
+    def teachers(name, prefix, template, **extra):
+        pool_file = path(name, **teacher_key, **extra)
+        pool, _, was_reused = _fit_or_load(pool_file, lambda: TeacherPool(
+            template, attacks=[name if eps is None else (name, eps) for name, eps in specs], n_jobs=cfg.n_jobs,
+            random_state=cfg.seed), X_train, y_fit, cfg.epochs, lambda *a: log(*a))
+        log("done", name)
+        for label, teacher in zip(labels, pool.teachers_):
+            models[f"{prefix}{label}"] = teacher
+            timings[f"{prefix}{label}"] = float(sum(teacher.history[:, "dur"]))
+            reused[f"{prefix}{label}"] = was_reused
+            files[f"{prefix}{label}"] = pool_file
+        return pool
+    pool = teachers("teachers", "teacher_", template)
 
     arch = student_architecture(cfg)    # {} for the teachers' size
     student = dict(common, temperature=cfg.temperature, alpha=cfg.alpha, random_state=cfg.seed, **arch)
@@ -208,9 +227,20 @@ def reproduce(cfg, progress=None):
     if gm:
         students("_gm", gradient_matching=gm)      # the same with input-gradient matching
         if len(labels) > 1:                        # robustkd's default recipe: equal weights, both terms
+            default = dict(gradient_matching=gm, recipe="default", feature_matching=cfg.feature_matching,
+                           weights="uniform")
             fit("mtkd_default", lambda: distiller("mtkd_default", pool, gradient_matching=gm,
-                                                  feature_matching=cfg.feature_matching), **kd_key,
-                gradient_matching=gm, recipe="default", feature_matching=cfg.feature_matching, weights="uniform")
+                                                  feature_matching=cfg.feature_matching), **kd_key, **default)
+            if cfg.labeled:     # the default student without the unlabeled images, and with self-training teachers
+                fit("mtkd_default_labeled", lambda: distiller("mtkd_default_labeled", pool, gradient_matching=gm,
+                                                              feature_matching=cfg.feature_matching),
+                    data=(X_train[y_fit >= 0], y_fit[y_fit >= 0]), **kd_key, **default, labeled_only=True)
+                log("training", f"{len(cfg.attacks)} robust self-training teachers")
+                rst = teachers("teachers_rst", "teacher_rst_", clone(template).set_params(pseudo_labeler=models["standard"]),
+                               pseudo_labels="standard")
+                fit("mtkd_default_rst", lambda: distiller("mtkd_default_rst", rst, gradient_matching=gm,
+                                                          feature_matching=cfg.feature_matching),
+                    **kd_key, **default, teachers="rst")
     if cfg.adversarial_student:
         fit("mtkd_adversarial", lambda: distiller("mtkd_adversarial", pool, weighter=cfg.scheme, gradient_matching=0.0,
                                                   feature_matching=0.0, student_inputs="adversarial",
