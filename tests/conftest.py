@@ -47,6 +47,16 @@ def make_net(**kwargs):
     return NeuralNetClassifier(SmallCNN, **params)
 
 
+def make_teacher(**kwargs):
+    """A small digits AdversarialTeacher (2 epochs, seeded, no validation split); ``kwargs`` override."""
+    from robustkd import AdversarialTeacher, SmallCNN
+
+    params = dict(module__input_shape=(1, 8, 8), attack="fgsm", eps=0.2, max_epochs=2, batch_size=64,
+                  train_split=None, verbose=0, random_state=0)
+    params.update(kwargs)
+    return AdversarialTeacher(SmallCNN, **params)
+
+
 @pytest.fixture(scope="session")
 def standard_net(digits):
     """A standard (not adversarially trained) SmallCNN fitted on the digits training split."""

@@ -6,17 +6,15 @@ import pytest
 import torch
 from skorch.callbacks import Callback
 
-from robustkd import (AdaptiveWeighter, AdversarialTeacher, MultiTeacherDistiller, SmallCNN, get_attack,
+from robustkd import (AdaptiveWeighter, MultiTeacherDistiller, SmallCNN, get_attack,
                       make_robust_scorer, robust_score, robustness_report)
 from robustkd.persistence import fit_resumable, load_weights, save_weights
 from robustkd.weighting import teacher_weights
 
+from conftest import make_teacher
 
-def teacher(**kwargs):
-    params = dict(module__input_shape=(1, 8, 8), attack="fgsm", eps=0.2, max_epochs=2, batch_size=64,
-                  train_split=None, verbose=0, random_state=0)
-    params.update(kwargs)
-    return AdversarialTeacher(SmallCNN, **params)
+
+teacher = make_teacher
 
 
 def test_teacher_weights_round_trip_without_pickle(digits, tmp_path):

@@ -10,6 +10,8 @@ from sklearn.model_selection import GridSearchCV
 from robustkd import MultiTeacherDistiller
 from robustkd.losses import distillation_loss
 
+from conftest import make_teacher
+
 
 def distiller(teachers, **kwargs):
     params = dict(max_epochs=2, batch_size=64, train_split=None, verbose=0, random_state=0)
@@ -114,11 +116,7 @@ def test_scores_skip_unlabeled_samples_so_searches_and_resumes_work(teacher_pool
 
 
 def _teacher(**kwargs):
-    from robustkd import AdversarialTeacher, SmallCNN
-    params = dict(module__input_shape=(1, 8, 8), attack="fgsm_rs", eps=0.1, max_epochs=2, batch_size=64,
-                  train_split=None, verbose=0, random_state=0)
-    params.update(kwargs)
-    return AdversarialTeacher(SmallCNN, **params)
+    return make_teacher(**{"attack": "fgsm_rs", "eps": 0.1, **kwargs})
 
 
 def test_a_teacher_leaves_unlabeled_samples_out_or_trains_on_a_models_pseudo_labels(standard_net, digits):

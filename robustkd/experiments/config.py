@@ -121,6 +121,13 @@ class ExperimentConfig:
         teachers adds the row ``direct_<student_attack>``: that architecture adversarially trained directly,
         with the teachers' attack budget, schedule and robust model selection, the baseline a distilled student
         has to beat. ``results.json`` holds every model's parameter count (``parameters``).
+    labeled : int, optional
+        Keep the labels of this many training images (stratified, drawn with ``seed``) and mark the others
+        unlabeled (-1): the standard model and the teachers train on the labeled images, every student on all
+        of them (:meth:`~robustkd.MultiTeacherDistiller.fit` takes -1 as unlabeled), and two rows are added:
+        ``mtkd_default_labeled`` (the default student on the labeled images alone) and ``mtkd_default_rst``
+        (the default student of ``teacher_rst_*``, teachers trained by robust self-training: the unlabeled
+        images pseudo-labelled by the standard model). Default: every image labeled.
     n_train, n_test : int, optional
         Subsample the training and test sets.
     batch_size : int, default=64
