@@ -3,6 +3,7 @@ import contextlib
 
 import numpy as np
 import torch
+from sklearn.base import clone
 from sklearn.metrics import accuracy_score
 
 from . import _rng
@@ -67,6 +68,13 @@ class SeededNetMixin:
     _restore_rng = staticmethod(_rng.restore)
     #: Whether ``fit`` takes samples labelled -1 as unlabeled (scikit-learn's semi-supervised convention).
     accepts_unlabeled = False
+    #: Parameters holding fitted models the estimator reads, not hyper-parameters: ``clone`` (and a
+    #: :class:`~robustkd.TeacherPool`'s copies) share them instead of cloning them unfitted.
+    _shared_params = ()
+
+    def __sklearn_clone__(self):
+        params = self.get_params(deep=False)
+        return type(self)(**{k: v if k in self._shared_params else clone(v, safe=False) for k, v in params.items()})
 
     def _restore_caller_rng(self):
         self._restore_rng(self.__dict__.pop("caller_rng_state_", None))

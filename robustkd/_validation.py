@@ -149,14 +149,15 @@ def unlabeled_mask(y):
     return np.zeros(y_arr.shape, dtype=bool)
 
 
-def labeled_subset(X, y, sample_weight=None):
-    """``(X, y, sample_weight)`` without the samples labelled -1; an error when no sample has a label."""
+def labeled_subset(X, y, sample_weight=None, hint="nothing to score"):
+    """``(X, y, sample_weight)`` without the samples labelled -1; an error ending in ``hint`` when no sample
+    has a label."""
     y = as_array(y)
     mask = unlabeled_mask(y)
     if not mask.any():
         return X, y, sample_weight
     if mask.all():
-        raise ValueError("y has no labeled sample (every label is -1, unlabeled): nothing to score")
+        raise ValueError(f"y has no labeled sample (every label is -1): {hint}")
     keep = ~mask
     index = torch.from_numpy(keep) if isinstance(X, torch.Tensor) else keep
     X = as_array(X)

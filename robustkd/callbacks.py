@@ -238,7 +238,23 @@ class TeacherWeights(Callback):
         return "<TeacherWeights>"
 
 
-class OneCycleSchedule(_CheckedCallback):
+class _PerBatchSchedule(_CheckedCallback):
+    """A schedule set before every training batch from the fit's progress in epochs, read from the net's
+    ``history`` (so a resumed fit continues it) and the current training split's number of batches."""
+
+    def on_epoch_begin(self, net, dataset_train=None, **kwargs):
+        batch_size = net.get_params_for("iterator_train").get("batch_size", net.batch_size)
+        self.batches_ = max(1, -(-len(dataset_train) // batch_size)) if dataset_train is not None else 1
+        self.epoch_, self.batch_ = len(net.history) - 1, 0
+
+    def next_batch(self):
+        """Epochs of training done before the batch that starts now (fractional), counting that batch."""
+        done = self.epoch_ + self.batch_ / self.batches_
+        self.batch_ += 1
+        return done
+
+
+class OneCycleSchedule(_PerBatchSchedule):
     """A one-cycle learning rate, set before every training batch: up linearly, then down to the end.
 
     The schedule of fast adversarial training (Wong, Rice and Kolter, 2020: from 0 to the peak at 2/5 of
@@ -290,9 +306,7 @@ class OneCycleSchedule(_CheckedCallback):
         return max_lr * (1 + (self.end - 1) * (t - self.pct_start) / (1 - self.pct_start))
 
     def on_epoch_begin(self, net, dataset_train=None, **kwargs):
-        batch_size = net.get_params_for("iterator_train").get("batch_size", net.batch_size)
-        self.batches_ = max(1, -(-len(dataset_train) // batch_size)) if dataset_train is not None else 1
-        self.epoch_, self.batch_ = len(net.history) - 1, 0
+        super().on_epoch_begin(net, dataset_train=dataset_train, **kwargs)
         if self.epoch_ >= net.max_epochs:
             warnings.warn(f"OneCycleSchedule: epoch {self.epoch_ + 1} is past the cycle of max_epochs={net.max_epochs} "
                           f"epochs (warm_start trains max_epochs more); it runs at end * max_lr = "
@@ -301,18 +315,17 @@ class OneCycleSchedule(_CheckedCallback):
     def on_batch_begin(self, net, training=False, **kwargs):
         if not training:
             return
-        t = min(1.0, (self.epoch_ + self.batch_ / self.batches_) / net.max_epochs)
+        t = min(1.0, self.next_batch() / net.max_epochs)
         self.lr_ = self.rate(t, net.lr if self.max_lr is None else self.max_lr)
         for group in net.optimizer_.param_groups:
             group["lr"] = self.lr_
-        self.batch_ += 1
 
     def on_epoch_end(self, net, **kwargs):
         if hasattr(self, "lr_"):
             net.history.record("lr", self.lr_)
 
 
-class EpsilonWarmup(_CheckedCallback):
+class EpsilonWarmup(_PerBatchSchedule):
     """Ramp the training attack's budget up linearly over the first epochs, set before every training batch.
 
     Multi-step adversarial training of a small network from its first step can stall at chance level (its
@@ -355,17 +368,9 @@ class EpsilonWarmup(_CheckedCallback):
             raise TypeError(f"EpsilonWarmup needs a net with a training attack (AdversarialTeacher, "
                             f"MultiTeacherDistiller); got {type(net).__name__}")
 
-    def on_epoch_begin(self, net, dataset_train=None, **kwargs):
-        batch_size = net.get_params_for("iterator_train").get("batch_size", net.batch_size)
-        self.batches_ = max(1, -(-len(dataset_train) // batch_size)) if dataset_train is not None else 1
-        self.epoch_, self.batch_ = len(net.history) - 1, 0
-
     def on_batch_begin(self, net, training=False, **kwargs):
-        if not training:
-            return
-        t = (self.epoch_ + self.batch_ / self.batches_) / self.epochs
-        net.eps_scale_ = min(1.0, self.start + (1 - self.start) * t)
-        self.batch_ += 1
+        if training:
+            net.eps_scale_ = min(1.0, self.start + (1 - self.start) * self.next_batch() / self.epochs)
 
     def on_epoch_end(self, net, **kwargs):
         if hasattr(net, "eps_scale_"):

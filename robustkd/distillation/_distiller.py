@@ -235,12 +235,9 @@ class MultiTeacherDistiller(FeatureMatchingMixin, SeededNetMixin, AdversarialTra
         self.clip_max = clip_max
         self.random_state = random_state
 
-    def __sklearn_clone__(self):
-        # sklearn's clone would clone each fitted teacher into an unfitted one; teachers are
-        # inputs, not hyper-parameters, so the clone shares them (fitting never modifies them).
-        params = self.get_params(deep=False)
-        teachers = params.pop("teachers")
-        return type(self)(teachers=teachers, **{k: clone(v, safe=False) for k, v in params.items()})
+    # sklearn's clone would clone each fitted teacher into an unfitted one; teachers are inputs, not
+    # hyper-parameters, so a clone shares them (fitting never modifies them)
+    _shared_params = ("teachers",)
 
     # ----------------------------------------------------------------- set-up
     def check_training_readiness(self):
@@ -405,7 +402,7 @@ class MultiTeacherDistiller(FeatureMatchingMixin, SeededNetMixin, AdversarialTra
                 weights.append(batch["teacher_weights"].cpu())
             if self.gradient_matching:
                 g = self.gradient_weighter_ or self.weighter_
-                mix = g.per_sample and not getattr(g, "uses_student", False)   # weights fixed for the fit: store the mixture
+                mix = g.per_sample and not getattr(g, "uses_student", False)   # fixed weights: store the mixture
                 w = self.gradient_weights(batch, yb, z) if mix else None
                 grads.append(self._teacher_gradients(xb, yb, z, mix=mix, weights=w).cpu())
             for key, value in found.items():

@@ -120,7 +120,8 @@ class TeacherPool(ClassifierMixin, BaseEstimator):
 
     def _clone_for(self, attack, eps, seed):
         accepts = available_attacks()[attack]["accepts"]
-        params = {k: v if k == "pseudo_labeler" else clone(v, safe=False)   # a fitted model, shared
+        shared = type(self.teacher)._shared_params      # fitted models the teacher reads (a pseudo-labeler)
+        params = {k: v if k in shared else clone(v, safe=False)
                   for k, v in self.teacher.get_params(deep=False).items()
                   if not k.startswith("attack__") or k[len("attack__"):] in accepts}
         params.update(attack=attack, random_state=seed, **({} if eps is None else {"eps": eps}))

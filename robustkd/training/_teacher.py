@@ -8,13 +8,13 @@ fits one per attack with joblib.
 
 import numpy as np
 import torch
-from sklearn.base import clone
 from skorch import NeuralNetClassifier
 from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
 
 from .._base import SeededNetMixin, net_defaults
-from .._validation import NONNEGATIVE, UNIT, HasMethods, Interval, Options, as_array, check_value, unlabeled_mask
+from .._validation import (NONNEGATIVE, UNIT, HasMethods, Interval, Options, as_array, check_value, labeled_subset,
+                           unlabeled_mask)
 from ..losses import OBJECTIVES, trades_loss
 from ._adversarial import AdversarialTrainingMixin
 
@@ -138,11 +138,7 @@ class AdversarialTeacher(SeededNetMixin, AdversarialTrainingMixin, NeuralNetClas
         self.random_state = random_state
         self.pseudo_labeler = pseudo_labeler
 
-    def __sklearn_clone__(self):
-        # the pseudo-labeler is a fitted model the teacher reads, not a hyper-parameter: shared, not cloned
-        params = self.get_params(deep=False)
-        labeler = params.pop("pseudo_labeler")
-        return type(self)(pseudo_labeler=labeler, **{k: clone(v, safe=False) for k, v in params.items()})
+    _shared_params = ("pseudo_labeler",)    # a fitted model the teacher reads: shared, not cloned
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         """skorch's ``partial_fit`` (``fit`` goes through it), after unlabeled samples (``y == -1``) are
@@ -160,13 +156,12 @@ class AdversarialTeacher(SeededNetMixin, AdversarialTrainingMixin, NeuralNetClas
         X, y = as_array(X), as_array(y)
         if not isinstance(X, (np.ndarray, torch.Tensor)):
             raise TypeError(f"unlabeled samples (y == -1) need X as an array or tensor; got {type(X).__name__}")
+        if self.pseudo_labeler is None:
+            X, y, _ = labeled_subset(X, y, hint="pass pseudo_labeler=<a fitted classifier> to label them (robust "
+                                                "self-training)")
+            return X, y
         y = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.array(y)
         index = torch.from_numpy(mask) if isinstance(X, torch.Tensor) else mask
-        if self.pseudo_labeler is None:
-            if mask.all():
-                raise ValueError("y has no labeled sample (every label is -1): pass pseudo_labeler=<a fitted "
-                                 "classifier> to label them (robust self-training)")
-            return X[~index], y[~mask]
         labels = np.asarray(self.pseudo_labeler.predict(X[index]))
         if labels.dtype.kind in "USO" and y.dtype.kind != "O":
             y = y.astype(object)
