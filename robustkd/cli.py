@@ -64,6 +64,15 @@ def _device(text):
     raise argparse.ArgumentTypeError(f"invalid device {text!r}; choose cpu, cuda, cuda:<index> or auto")
 
 
+def _auto_or_float(text):
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a number; got {text!r}") from None
+
+
 def cmd_evaluate(args):
     """Train a standard SmallCNN on the dataset and print its robustness report."""
     from .datasets import DATASETS, load_split
@@ -169,6 +178,8 @@ def _add_config_option(parser, name, aliases=(), **override):
         kwargs.update(type=_csv("ints"), default=_joined(default), help=kwargs["help"] + ", comma-separated")
     elif meta["kind"] == "budgets":
         kwargs.update(type=_csv("eps"), default=_joined(default), help=kwargs["help"] + ", comma-separated")
+    elif meta["kind"] == "auto_or_float":
+        kwargs["type"] = _auto_or_float
     elif name == "device":
         kwargs["type"] = _device
     elif field.type in (int, float):

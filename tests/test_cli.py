@@ -53,6 +53,8 @@ METHODS = ["standard", "teacher_fgsm", "teacher_pgd", "kd_fgsm", "kd_pgd", "mtkd
 def test_reproduce_writes_every_cell_and_reuses_saved_models(tmp_path, capsys):
     import json
 
+    import joblib
+
     out = tmp_path / "out"
     assert main(TINY + ["--out", str(out)]) == 0
     for name in ("results.json", "results.csv", "tradeoff.png", "accuracy_vs_eps.png", "teacher_weights.png"):
@@ -63,6 +65,9 @@ def test_reproduce_writes_every_cell_and_reuses_saved_models(tmp_path, capsys):
     expected = {(m, "clean", 0.0) for m in METHODS} | {(m, "union", None) for m in METHODS} | {
         (m, a, e) for m in METHODS for a in ("fgsm", "pgd", "worst_case") for e in (0.1, 0.2)}
     assert cells == expected and len(first["results"]) == len(expected)
+    assert first["config"]["feature_matching"] == 0.0     # "auto" on 8x8 digits: the weight the run used
+    default = joblib.load(next((out / "models").glob("mtkd_default-*.joblib")))["model"]
+    assert default.feature_matching == 0.0 and default.gradient_matching == 2.0
     # two L-inf teachers at the training eps 0.2: the union of their threat models is the worst case at 0.2
     cell = {(r["method"], r["attack"], r["eps"]): r for r in first["results"]}
     for m in METHODS:
@@ -183,6 +188,8 @@ def test_reproduce_prints_one_table_per_attack(tmp_path, capsys):
     (["reproduce", "--teachers", "fgsm,pgd_l2:big"], "--attacks: a teacher is attack or attack:eps"),
     (["reproduce", "--teachers", "pgd_l2:0"], "--attacks: a teacher's eps must be finite and > 0"),
     (["reproduce", "--gradient-matching", "-1"], "--gradient-matching must be finite and >= 0"),
+    (["reproduce", "--feature-matching", "on"], "expected auto or a number; got 'on'"),
+    (["reproduce", "--feature-matching", "-1"], "--feature-matching must be 'auto' or a finite number >= 0; got -1.0"),
     (["reproduce", "--student-channels", "8"], "--student-channels must be two integers >= 1 (the channels of the "
                                                "two conv blocks); got [8]"),
     (["reproduce", "--student-channels", "8,0"], "--student-channels must be two integers >= 1"),

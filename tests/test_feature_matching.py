@@ -59,6 +59,42 @@ def test_a_zero_weight_builds_nothing_and_trains_the_same_student(teacher_pool, 
     assert "feature_err" in some.history[-1]["batches"][0]
 
 
+def test_auto_weight_follows_the_image_size():
+    from robustkd.distillation import AUTO_FEATURE_MATCHING, resolve_feature_matching
+
+    assert resolve_feature_matching("auto", (1, 28, 28)) == AUTO_FEATURE_MATCHING == 10.0
+    assert resolve_feature_matching("auto", (3, 16, 16)) == 10.0
+    assert resolve_feature_matching("auto", (1, 15, 28)) == 0.0      # both sides must reach 16 pixels
+    assert resolve_feature_matching("auto", (1, 8, 8)) == 0.0
+    assert resolve_feature_matching("auto", (64,)) == 0.0            # not an image
+    assert resolve_feature_matching(2.5, (1, 8, 8)) == 2.5          # a number is used as given
+    with pytest.raises(ValueError, match=r"feature_matching must be a finite number >= 0 or one of \['auto'\]; "
+                                         r"got feature_matching='on'"):
+        resolve_feature_matching("on", (1, 28, 28))
+
+
+def test_auto_is_off_on_small_images_and_on_for_large_ones(teacher_pool, digits):
+    from robustkd import MultiTeacherDistiller
+
+    X_train, _, y_train, _ = digits
+    X, y = X_train[:300], y_train[:300]
+    auto = _distiller(teacher_pool, feature_matching="auto").fit(X, y)           # 8x8 digits: no feature term
+    zero = _distiller(teacher_pool, feature_matching=0.0).fit(X, y)
+    assert auto.feature_matching == "auto" and auto.feature_matching_ == 0.0 and len(auto.feature_adapters_) == 0
+    assert all(torch.equal(p, q) for p, q in zip(auto.module_.parameters(), zero.module_.parameters()))
+    assert MultiTeacherDistiller(teacher_pool).feature_matching == "auto"           # the default
+    # 16x16 (the digits upsampled): the rule's weight, the same student as asking for it explicitly
+    from conftest import make_teacher
+    big = np.repeat(np.repeat(X[:128], 2, axis=2), 2, axis=3)
+    teacher = make_teacher(module__input_shape=(1, 16, 16), max_epochs=1).fit(big, y[:128])
+    large = _distiller([teacher], feature_matching="auto", max_epochs=1).fit(big, y[:128])
+    explicit = _distiller([teacher], feature_matching=10.0, max_epochs=1).fit(big, y[:128])
+    assert large.feature_matching_ == 10.0 and "feature_err" in large.history[-1]["batches"][0]
+    assert all(torch.equal(p, q) for p, q in zip(large.module_.parameters(), explicit.module_.parameters()))
+    large.set_params(feature_matching=0.0).partial_fit(big, y[:128])              # the weight follows set_params
+    assert large.feature_matching_ == 0.0 and "feature_err" not in large.history[-1]["batches"][0]
+
+
 def _features(module, x, layers):
     named, out = dict(module.named_modules()), {}
     handles = [named[n].register_forward_hook(lambda m, i, o, n=n: out.__setitem__(n, o.detach())) for n in layers]
@@ -183,8 +219,8 @@ def test_fitted_students_persist_refit_alike_and_keep_their_adapters_on_partial_
 
 
 @pytest.mark.parametrize("params, message", [
-    (dict(feature_matching=-1), "feature_matching must be a finite number >= 0; got feature_matching=-1"),
-    (dict(feature_matching=True), "feature_matching must be a finite number >= 0; got feature_matching=True"),
+    (dict(feature_matching=-1), "feature_matching must be a finite number >= 0 or one of \\['auto'\\]; got feature_matching=-1"),
+    (dict(feature_matching=True), "feature_matching must be a finite number >= 0 or one of \\['auto'\\]; got feature_matching=True"),
     (dict(feature_matching=1, feature_layers=["features.9"]),
      r"feature_layers names \['features.9'\], which are not layers of the student; its layers: \['features', "),
     (dict(feature_matching=1, feature_layers="features.2"),

@@ -61,7 +61,8 @@ def test_every_python_block_of_the_readme_runs(tmp_path, monkeypatch):
     exec(compile(script, "README.md", "exec"), namespace)
     student, paper = namespace["student"], namespace["paper"]
     assert student.weighter_.scheme == "uniform" and student.mean_teacher_weights().shape == (1, 3)
-    assert (student.gradient_matching, student.feature_matching) == (2.0, 10.0)   # the default, as it says
+    assert (student.gradient_matching, student.feature_matching) == (2.0, "auto")   # the default, as it says
+    assert student.feature_matching_ == 0.0                                    # no feature term on 8x8 images
     assert paper.weighter_.scheme == "confidence" and (paper.gradient_matching, paper.feature_matching) == (0, 0)
     assert len(namespace["pool"].teachers_) == 3
 

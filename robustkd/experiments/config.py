@@ -13,8 +13,9 @@ __all__ = ["ExperimentConfig", "PROTOCOLS", "teacher_spec"]
 
 #: The weight of the gradient-matching students' input-gradient term (MultiTeacherDistiller's default).
 GRADIENT_MATCHING = 2.0
-#: The weight of the default student's feature term (MultiTeacherDistiller's default).
-FEATURE_MATCHING = 10.0
+#: The weight of the default student's feature term (MultiTeacherDistiller's default: "auto", resolved for the
+#: data set's image size by :func:`robustkd.distillation.resolve_feature_matching`).
+FEATURE_MATCHING = "auto"
 
 
 def teacher_spec(entry):
@@ -49,7 +50,8 @@ PROTOCOLS = {
 
 
 def _field(default, help, kind=None, choices=None):
-    """A config field with its command-line metadata (``kind``: "names", "budgets", "ints" or None)."""
+    """A config field with its command-line metadata (``kind``: "names", "budgets", "ints", "auto_or_float" or
+    None)."""
     return dataclasses.field(default=default, metadata={"help": help, "kind": kind, "choices": choices})
 
 
@@ -105,8 +107,9 @@ class ExperimentConfig:
     gradient_matching : float, default=2.0
         Weight of the input-gradient term of the ``*_gm`` students (the distiller's default); 0 leaves
         those students out.
-    feature_matching : float, default=10.0
-        Weight of the feature term of ``mtkd_default`` (the distiller's default); the other students have none.
+    feature_matching : "auto" or float, default="auto"
+        Weight of the feature term of ``mtkd_default`` (the distiller's default; ``"auto"``: 10 for images at
+        least 16 pixels a side, as Fashion-MNIST's and MNIST's, 0 for digits' 8x8); the other students have none.
     temperature : float, default=4.0
         Distillation temperature.
     alpha : float, default=0.9
@@ -177,7 +180,8 @@ class ExperimentConfig:
     scheme: str = _field("confidence", "weighting scheme of the adaptive student", choices=lambda: list(SCHEMES))
     gradient_matching: float = _field(GRADIENT_MATCHING, "weight of the input-gradient term of the *_gm students "
                                                          "(0: leave them out)")
-    feature_matching: float = _field(FEATURE_MATCHING, "weight of the feature term of the mtkd_default student")
+    feature_matching: object = _field(FEATURE_MATCHING, "weight of the feature term of the mtkd_default student "
+                                      "(auto: 10 for images at least 16 pixels a side, else 0)", kind="auto_or_float")
     temperature: float = _field(4.0, "distillation temperature")
     alpha: float = _field(0.9, "share of the distillation term")
     adversarial_student: bool = _field(True, "also train the ARD-style student")
@@ -254,8 +258,9 @@ class ExperimentConfig:
             raise ValueError(f"{label('lr')} must be finite and > 0; got {self.lr}")
         if not 0 <= self.gradient_matching < float("inf"):
             raise ValueError(f"{label('gradient_matching')} must be finite and >= 0; got {self.gradient_matching}")
-        if not 0 <= self.feature_matching < float("inf"):
-            raise ValueError(f"{label('feature_matching')} must be finite and >= 0; got {self.feature_matching}")
+        fm = self.feature_matching
+        if fm != "auto" and (isinstance(fm, (bool, str)) or not isinstance(fm, numbers.Real) or not 0 <= fm < float("inf")):
+            raise ValueError(f"{label('feature_matching')} must be 'auto' or a finite number >= 0; got {fm!r}")
         if not self.temperature > 0:
             raise ValueError(f"{label('temperature')} must be > 0; got {self.temperature}")
         if not 0 <= self.alpha <= 1:

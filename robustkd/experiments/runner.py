@@ -121,7 +121,7 @@ def reproduce(cfg, progress=None):
 
     from ..callbacks import OneCycleSchedule, RobustEarlyStopping
     from ._progress import EpochLog
-    from ..distillation import MultiTeacherDistiller, teacher_diagnostics
+    from ..distillation import MultiTeacherDistiller, resolve_feature_matching, teacher_diagnostics
     from ..evaluation import robustness_report
     from ..models import SmallCNN
     from ..training import AdversarialTeacher, TeacherPool
@@ -208,6 +208,7 @@ def reproduce(cfg, progress=None):
     student = dict(common, temperature=cfg.temperature, alpha=cfg.alpha, random_state=cfg.seed, **arch)
     kd_key = dict(teacher_key, temperature=cfg.temperature, alpha=cfg.alpha, **_arch_key(arch))
     gm = cfg.gradient_matching
+    fm = resolve_feature_matching(cfg.feature_matching, X_train.shape[1:])    # "auto": from the image size
 
     def distiller(name, teachers, **kwargs):
         return MultiTeacherDistiller(teachers, module=SmallCNN, callbacks=callbacks(name), **kwargs, **student)
@@ -227,19 +228,19 @@ def reproduce(cfg, progress=None):
     if gm:
         students("_gm", gradient_matching=gm)      # the same with input-gradient matching
         if len(labels) > 1:                        # robustkd's default recipe: equal weights, both terms
-            default = dict(gradient_matching=gm, recipe="default", feature_matching=cfg.feature_matching,
+            default = dict(gradient_matching=gm, recipe="default", feature_matching=fm,
                            weights="uniform")
             fit("mtkd_default", lambda: distiller("mtkd_default", pool, gradient_matching=gm,
-                                                  feature_matching=cfg.feature_matching), **kd_key, **default)
+                                                  feature_matching=fm), **kd_key, **default)
             if cfg.labeled:     # the default student without the unlabeled images, and with self-training teachers
                 fit("mtkd_default_labeled", lambda: distiller("mtkd_default_labeled", pool, gradient_matching=gm,
-                                                              feature_matching=cfg.feature_matching),
+                                                              feature_matching=fm),
                     data=(X_train[y_fit >= 0], y_fit[y_fit >= 0]), **kd_key, **default, labeled_only=True)
                 log("training", f"{len(cfg.attacks)} robust self-training teachers")
                 rst = teachers("teachers_rst", "teacher_rst_", clone(template).set_params(pseudo_labeler=models["standard"]),
                                pseudo_labels="standard")
                 fit("mtkd_default_rst", lambda: distiller("mtkd_default_rst", rst, gradient_matching=gm,
-                                                          feature_matching=cfg.feature_matching),
+                                                          feature_matching=fm),
                     **kd_key, **default, teachers="rst")
     if cfg.adversarial_student:
         fit("mtkd_adversarial", lambda: distiller("mtkd_adversarial", pool, weighter=cfg.scheme, gradient_matching=0.0,
@@ -277,7 +278,7 @@ def reproduce(cfg, progress=None):
     weights = {name: np.asarray(m.mean_teacher_weights()).tolist() for name, m in models.items()
                if isinstance(m, MultiTeacherDistiller)}
     summary = {
-        "config": dataclasses.asdict(cfg),
+        "config": dataclasses.asdict(dataclasses.replace(cfg, feature_matching=fm)),   # the weight used
         "split": {"n_train": len(X_train), "n_test": len(X_test), "n_classes": n_classes},
         "methods": list(models),
         "reused": reused,
