@@ -73,6 +73,15 @@ def size_name(size):
     return f"{c1},{c2}:{hidden}"
 
 
+def selected_by_protocol(protocol, seed):
+    """The teachers' robust model selection on held-out training images, as ``(params, callbacks)`` (none when
+    the protocol has none)."""
+    if not protocol["valid_size"]:
+        return {}, []
+    split = ValidSplit(StratifiedShuffleSplit(test_size=protocol["valid_size"], random_state=seed), stratified=True)
+    return {"train_split": split}, [RobustEarlyStopping(max_samples=protocol["valid_size"], random_state=seed)]
+
+
 def fit_or_load(path, make, X, y):
     if os.path.exists(path):
         saved = joblib.load(path)
@@ -121,17 +130,9 @@ def main():
     print(f"{args.dataset}: {len(X_train)} training images, AutoAttack at eps {eps:g} on {n_aa} test images, "
           f"{epochs} epochs; teachers {list(protocol['attacks'])} at eps {protocol['train_eps']:g}")
 
-    def selected(seed):
-        """The teachers' robust model selection on held-out training images (none when the protocol has none)."""
-        if not protocol["valid_size"]:
-            return {}, []
-        split = ValidSplit(StratifiedShuffleSplit(test_size=protocol["valid_size"], random_state=seed),
-                           stratified=True)
-        return {"train_split": split}, [RobustEarlyStopping(max_samples=protocol["valid_size"], random_state=seed)]
-
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:
-        split, stopping = selected(seed)
+        split, stopping = selected_by_protocol(protocol, seed)
         template = AdversarialTeacher(SmallCNN, eps=protocol["train_eps"], **{**common, **split},
                                       callbacks=schedule + stopping)
         pool, pool_seconds, _ = fit_or_load(
