@@ -68,8 +68,9 @@ def main():
     parser.add_argument("--labeled", default="6000", help="comma-separated counts of labeled training images")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, from {','.join(METHODS)}; "
                                                                      "trained and scored in this order")
-    parser.add_argument("--score", default=None, metavar="ATTACKS",
-                        help="score only the teachers of these comma-separated training attacks (default: all)")
+    parser.add_argument("--score", default=None, metavar="ROWS",
+                        help="score only these teachers, comma-separated rows such as teacher_fgsm_rs,rst_fgsm_rs "
+                             "(default: every teacher)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (split, models, attacks)")
     parser.add_argument("--epochs", type=int, default=None, help="default: the protocol's")
     parser.add_argument("--n-test", type=int, default=1000, help="AutoAttack on the first N test images (0: all)")
@@ -130,9 +131,9 @@ def main():
                 if method in POOLS:
                     teachers, seconds = pool(method)
                     for t in teachers.teachers_:
-                        if scored is None or t.attack in scored:
-                            rows.append(evaluate(args, t, group, f"{POOLS[method]}_{t.attack}", seconds, seed, tag,
-                                                 eps, n_aa, X_test, y_test))
+                        row = f"{POOLS[method]}_{t.attack}"
+                        if scored is None or row in scored:
+                            rows.append(evaluate(args, t, group, row, seconds, seed, tag, eps, n_aa, X_test, y_test))
                     continue
                 source, recipe, labeled_only = STUDENTS[method]
                 teachers = pool(source)[0]
