@@ -10,7 +10,7 @@ the protocol's epochs with the teachers' schedule. The table gives clean and Aut
 held-out images at each ``--eps``, per seed, then each recipe's mean difference to the first one.
 
     python benchmarks/recipe_selection.py --dataset digits --seeds 0,1 \\
-        --recipe gm=feature_matching:0 --recipe default=
+        --recipe gm=feature_matching:0 --recipe fm10=feature_matching:10
     python benchmarks/recipe_selection.py --dataset digits --student 8,16:32 --recipe gm=feature_matching:0 \\
         --recipe default=
 """

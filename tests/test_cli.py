@@ -54,6 +54,7 @@ def test_reproduce_writes_every_cell_and_reuses_saved_models(tmp_path, capsys):
     import json
 
     import joblib
+    import torch
 
     out = tmp_path / "out"
     assert main(TINY + ["--out", str(out)]) == 0
@@ -68,6 +69,9 @@ def test_reproduce_writes_every_cell_and_reuses_saved_models(tmp_path, capsys):
     assert first["config"]["feature_matching"] == 0.0     # "auto" on 8x8 digits: the weight the run used
     default = joblib.load(next((out / "models").glob("mtkd_default-*.joblib")))["model"]
     assert default.feature_matching == 0.0 and default.gradient_matching == 2.0
+    # so on digits the default student is gradient matching alone with equal weights, the same network
+    gm = joblib.load(next((out / "models").glob("mtkd_uniform_gm-*.joblib")))["model"]
+    assert all(torch.equal(p, q) for p, q in zip(default.module_.parameters(), gm.module_.parameters()))
     # two L-inf teachers at the training eps 0.2: the union of their threat models is the worst case at 0.2
     cell = {(r["method"], r["attack"], r["eps"]): r for r in first["results"]}
     for m in METHODS:
