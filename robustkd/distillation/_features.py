@@ -38,6 +38,7 @@ def resolve_feature_matching(feature_matching, input_shape):
     Returns
     -------
     float
+        The weight a fit with these inputs uses (``feature_matching_``).
 
     Examples
     --------
