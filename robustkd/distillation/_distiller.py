@@ -16,7 +16,7 @@ from ..callbacks import TeacherWeights
 from ..losses import KD_FORMS, distillation_loss, gradient_matching_loss, input_gradients
 from ..training import AdversarialTrainingMixin
 from ..weighting import AdaptiveWeighter
-from ._features import FeatureMatchingMixin
+from ._features import FEATURE_MATCHING_ALLOWED, FeatureMatchingMixin
 from ._threats import threat_models_of, worst_case_logits
 from ._teachers import FrozenTeachers, TeacherOutputs, batch_inputs, fresh_student, teacher_list
 
@@ -205,7 +205,7 @@ class MultiTeacherDistiller(FeatureMatchingMixin, SeededNetMixin, AdversarialTra
         "kd": [Options(*KD_FORMS)],
         "gradient_matching": [NONNEGATIVE],
         "gradient_weighter": [None, str, AdaptiveWeighter, callable],
-        "feature_matching": [NONNEGATIVE, Options("auto")],
+        "feature_matching": FEATURE_MATCHING_ALLOWED,
         "cache_teacher_outputs": [bool],
         "cache_teacher_features": [bool],
         "student_inputs": [Options(*STUDENT_INPUTS)],

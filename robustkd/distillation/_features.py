@@ -21,6 +21,8 @@ POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool2
 #: 1.7-4.2 AutoAttack points against gradient matching alone, on two seeds).
 AUTO_FEATURE_MATCHING = 10.0
 AUTO_FEATURE_MIN_SIDE = 16
+#: What ``feature_matching`` accepts (the distiller's constraint, and :func:`resolve_feature_matching`'s check).
+FEATURE_MATCHING_ALLOWED = [NONNEGATIVE, Options("auto")]
 
 
 def resolve_feature_matching(feature_matching, input_shape):
@@ -47,7 +49,7 @@ def resolve_feature_matching(feature_matching, input_shape):
     >>> resolve_feature_matching(2.5, (1, 8, 8))
     2.5
     """
-    check_value(feature_matching, "feature_matching", [NONNEGATIVE, Options("auto")])
+    check_value(feature_matching, "feature_matching", FEATURE_MATCHING_ALLOWED)
     if isinstance(feature_matching, str):
         shape = tuple(input_shape)
         large = len(shape) >= 3 and min(shape[-2:]) >= AUTO_FEATURE_MIN_SIDE
@@ -175,12 +177,11 @@ class FeatureMatchingMixin:
         ``feature_layers`` was changed since: the adapters and the optimizer's state start afresh)."""
         if not self.initialized_:
             self.initialize()
-        check_value(self.feature_matching, "feature_matching", [NONNEGATIVE, Options("auto")])
         probe = None
-        if isinstance(self.feature_matching, str):      # "auto": from the inputs' shape
+        if isinstance(self.feature_matching, str) and self.feature_matching == "auto":   # from the inputs' shape
             self.check_data(X, y)
             probe = self._probe(X)
-        self.feature_matching_ = resolve_feature_matching(self.feature_matching,
+        self.feature_matching_ = resolve_feature_matching(self.feature_matching,   # checks the value too
                                                           () if probe is None else probe.shape[1:])
         stale = getattr(self, "feature_layers_built_for_", None) != self.feature_layers   # set_params since
         if self.feature_matching_ and (getattr(self, "feature_layers_", None) is None or stale):
