@@ -99,7 +99,7 @@ def main():
             row = dict(seed=seed, scheme=scheme, autoattack=float(results["mean_test_autoattack"][i]),
                        clean=float(results["mean_test_clean"][i]), fit_seconds=float(results["mean_fit_time"][i]))
             rows.append(row)
-            print(f"  {row['scheme']:18s} held-out autoattack {row['autoattack']:.4f}  clean {row['clean']:.4f}  "
+            print(f"  {row['scheme']:22s} held-out autoattack {row['autoattack']:.4f}  clean {row['clean']:.4f}  "
                   f"(fit {row['fit_seconds']:.0f} s)", flush=True)
         best = rows[-len(grid) + int(np.argmin(results["rank_test_autoattack"]))]
         print(f"  best by held-out AutoAttack: {best['scheme']}", flush=True)
@@ -113,7 +113,7 @@ def main():
             diffs = [100 * (r[key] - ref[key]) for r in rows if r["scheme"] == scheme
                      for ref in rows if ref["scheme"] == reference and ref["seed"] == r["seed"]]
             cells.append(f"{key} " + ", ".join(f"{d:+.1f}" for d in diffs))
-        print(f"  {scheme:18s} " + "  ".join(cells))
+        print(f"  {scheme:22s} " + "  ".join(cells))
     with open(os.path.join(args.out, "scheme_search.json"), "w", encoding="utf-8") as f:
         json.dump({"dataset": args.dataset, "eps": eps, "size": args.size, "recipe": args.recipe,
                    "n_fit": args.n_fit, "rows": rows}, f, indent=2)
