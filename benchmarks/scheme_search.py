@@ -25,7 +25,7 @@ import json
 import os
 
 import numpy as np
-from sklearn.model_selection import GridSearchCV, PredefinedSplit, StratifiedShuffleSplit
+from sklearn.model_selection import GridSearchCV, PredefinedSplit
 
 from compression_study import DISTILLED, fit_or_load, parse_sizes, selected_by_protocol, size_name
 from robustkd import AdversarialTeacher, MultiTeacherDistiller, SmallCNN, TeacherPool, load_split, make_robust_scorer
@@ -75,9 +75,8 @@ def main():
         pool, pool_seconds, _ = fit_or_load(     # the compression study's file name: its teachers are reused
             os.path.join(args.out, "models", f"teachers-{args.dataset}-nall-e{protocol['epochs']}-s{seed}.joblib"),
             lambda: TeacherPool(template, attacks=list(protocol["attacks"]), random_state=seed), X, y)
-        # the teachers' held-out images: the same draw as their ValidSplit (it reads only y and len(X))
-        trained, held_out = next(StratifiedShuffleSplit(test_size=protocol["valid_size"], random_state=seed)
-                                 .split(X, y))
+        # the teachers' held-out images: their ValidSplit's own splitter (it reads only y and len(X))
+        trained, held_out = next(split["train_split"].cv.split(X, y))
         held_out = held_out[:args.n_held_out]
         fit_idx = np.random.default_rng(seed).choice(trained, size=min(args.n_fit, len(trained)), replace=False)
         index = np.concatenate([fit_idx, held_out])
