@@ -5,7 +5,8 @@ Per seed and per ``--labeled N``: N training images keep their labels (stratifie
 ``robustkd reproduce --labeled N`` draws them), the others are marked unlabeled (-1, scikit-learn's
 convention). The teachers are the protocol's (``robustkd.experiments.PROTOCOLS[dataset]``: for Fashion-MNIST,
 FGSM, FGSM-RS and N-FGSM SmallCNNs at eps 0.1, a one-cycle learning rate, each teacher's most robust epoch on
-1,000 held-out labeled images). The methods, each a row (a teacher pool gives one row per teacher):
+1,000 held-out labeled images; ``--valid-size`` holds out fewer where there are few labels). The methods,
+each a row (a teacher pool gives one row per teacher):
 
 * ``teachers``: the protocol's teachers on the N labeled images alone (the best direct adversarial training
   there is on them);
@@ -73,6 +74,9 @@ def main():
                              "(default: every teacher)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (split, models, attacks)")
     parser.add_argument("--epochs", type=int, default=None, help="default: the protocol's")
+    parser.add_argument("--valid-size", type=int, default=None,
+                        help="labeled images each teacher holds out to keep its most robust epoch (default: the "
+                             "protocol's; at most the smallest --labeled count minus the number of classes)")
     parser.add_argument("--n-test", type=int, default=1000, help="AutoAttack on the first N test images (0: all)")
     parser.add_argument("--jobs", type=int, default=-1, help="n_jobs of the evaluation")
     args = parser.parse_args()
@@ -80,14 +84,22 @@ def main():
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         parser.error(f"unknown methods {unknown}; choose from {METHODS}")
-    protocol = PROTOCOLS[args.dataset]
+    protocol = dict(PROTOCOLS[args.dataset])
     epochs = args.epochs or protocol["epochs"]
     eps = protocol["train_eps"]
+    counts = [int(n) for n in args.labeled.split(",")]
+    n_classes = DATASETS[args.dataset].n_classes
+    if args.valid_size is not None:
+        protocol["valid_size"] = args.valid_size
+    if protocol["valid_size"] and protocol["valid_size"] > min(counts) - n_classes:
+        parser.error(f"--valid-size must leave labeled images to train on: at most {min(counts) - n_classes} with "
+                     f"--labeled {min(counts)}; got {protocol['valid_size']}")
+    valid_tag = "" if protocol["valid_size"] == PROTOCOLS[args.dataset]["valid_size"] else f"-v{protocol['valid_size']}"
     X_train, X_test, y_train, y_test = load_split(args.dataset, args.data_home, seed=0)
     n_aa = args.n_test or len(X_test)
     for folder in ("models", "evaluations"):
         os.makedirs(os.path.join(args.out, folder), exist_ok=True)
-    common = dict(module__input_shape=tuple(X_train.shape[1:]), module__n_classes=DATASETS[args.dataset].n_classes,
+    common = dict(module__input_shape=tuple(X_train.shape[1:]), module__n_classes=n_classes,
                   lr=protocol["lr"], max_epochs=epochs, batch_size=64, train_split=None, verbose=0)
     schedule = [OneCycleSchedule()] if protocol["lr_schedule"] == "onecycle" else []
     scored = None if args.score is None else args.score.split(",")
@@ -95,10 +107,10 @@ def main():
           f"{epochs} epochs; teachers {list(protocol['attacks'])} at eps {eps:g}")
 
     rows = []
-    for n_labeled in [int(n) for n in args.labeled.split(",")]:
+    for n_labeled in counts:
         for seed in [int(s) for s in args.seeds.split(",")]:
             y_fit = labeled_split(y_train, n_labeled, seed)
-            group, tag = f"{n_labeled} labels", f"{args.dataset}-l{n_labeled}-e{epochs}-s{seed}"
+            group, tag = f"{n_labeled} labels", f"{args.dataset}-l{n_labeled}-e{epochs}{valid_tag}-s{seed}"
             models = {}
 
             def path(name):
