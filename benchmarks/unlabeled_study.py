@@ -91,9 +91,10 @@ def main():
     n_classes = DATASETS[args.dataset].n_classes
     if args.valid_size is not None:
         protocol["valid_size"] = args.valid_size
-    if protocol["valid_size"] and protocol["valid_size"] > min(counts) - n_classes:
-        parser.error(f"--valid-size must leave labeled images to train on: at most {min(counts) - n_classes} with "
-                     f"--labeled {min(counts)}; got {protocol['valid_size']}")
+    if protocol["valid_size"] and not n_classes <= protocol["valid_size"] <= min(counts) - n_classes:
+        parser.error(f"--valid-size must hold out every class and leave labeled images to train on: 0 (no robust "
+                     f"selection) or between {n_classes} and {min(counts) - n_classes} with --labeled "
+                     f"{min(counts)}; got {protocol['valid_size']}")
     valid_tag = "" if protocol["valid_size"] == PROTOCOLS[args.dataset]["valid_size"] else f"-v{protocol['valid_size']}"
     X_train, X_test, y_train, y_test = load_split(args.dataset, args.data_home, seed=0)
     n_aa = args.n_test or len(X_test)
