@@ -201,9 +201,8 @@ def plot(rows, path, eps):
                 values.append(np.mean([r["autoattack"] for r in cell]))
                 clean.append(np.mean([r["clean"] for r in cell]))
     ys = np.arange(len(labels))[::-1]
-    ax.barh(ys, values, color=["0.6" if lab.startswith(("teacher_", "default_labeled")) else "C0" for lab in labels],
-            label="AutoAttack")
-    ax.plot(clean, ys, "k|", markersize=12, label="clean")
+    ax.barh(ys, values, color=["0.6" if lab.startswith(("teacher_", "default_labeled")) else "C0" for lab in labels])
+    ax.plot(clean, ys, "k|", markersize=12)
     ax.set_yticks(ys, labels, fontsize=8)
     ax.set_xlim(0, 1)
     ax.set_xlabel("accuracy, mean over seeds")
